@@ -1,0 +1,187 @@
+"""Load and validate a params file; expand its grid into experiments with resolved settings.
+
+An experiment is one (dataset, objective, coupling, seed) cell of the grid. Its settings are the
+named sections it selects (`objectives.<o>`, `couplings.<c>`, `networks.<train.network>`) plus the
+global `train`, `sample` and `evaluate`, with every matching override deep-merged on top, in file
+order. `stage_param_keys` says which params keys each stage reads, for dvc.yaml.
+"""
+from __future__ import annotations
+
+import copy
+import itertools
+from dataclasses import dataclass, field
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+
+import jsonschema
+import yaml
+
+from .errors import UserError
+
+AXES = ("dataset", "objective", "coupling", "seed")
+SECTIONS = ("objective", "coupling", "network", "train", "sample", "evaluate")
+
+
+@lru_cache(maxsize=1)
+def schema() -> dict:
+    text = resources.files("ctcoupling").joinpath("schemas/params.schema.yaml").read_text()
+    return yaml.safe_load(text)
+
+
+def _key_path(path) -> str:
+    out = ""
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "<top level>"
+
+
+def _describe(error: jsonschema.ValidationError) -> str:
+    """One line naming the key and what is wrong with it."""
+    key = _key_path(error.absolute_path)
+    if error.validator == "additionalProperties" and isinstance(error.instance, dict):
+        allowed = sorted(error.schema.get("properties", {}))
+        extra = sorted(set(error.instance) - set(allowed))
+        if extra and allowed:
+            return f"key '{key}': unknown key '{extra[0]}' (allowed: {', '.join(allowed)})"
+    if error.validator == "required":
+        return f"key '{key}': {error.message}"
+    return f"key '{key}': {error.message}"
+
+
+def validate(params: dict, source: str = "params") -> dict:
+    """Validate against workflow/schemas/params.schema.yaml and cross-check the names the grid uses."""
+    if not isinstance(params, dict):
+        raise UserError(f"{source}: expected a mapping of params at the top level")
+    validator = jsonschema.Draft202012Validator(schema())
+    errors = sorted(validator.iter_errors(params), key=lambda e: (len(list(e.absolute_path)), str(e.absolute_path)))
+    if errors:
+        best = jsonschema.exceptions.best_match(errors, key=jsonschema.exceptions.by_relevance())
+        # best_match prefers shallow errors; descend into if/then/allOf to the concrete cause.
+        while best.context:
+            best = jsonschema.exceptions.best_match(best.context)
+        raise UserError(f"{source}: {_describe(best)}")
+    tables = {"dataset": "datasets", "objective": "objectives", "coupling": "couplings"}
+    for where, block in [(f"grid[{i}]", b) for i, b in enumerate(params["grid"])] + [
+        (f"overrides.{n}.match", o["match"]) for n, o in params.get("overrides", {}).items()
+    ]:
+        for axis, table in tables.items():
+            for name in block.get(axis, []):
+                if name not in params[table]:
+                    raise UserError(f"{source}: key '{where}.{axis}': unknown {axis} '{name}' "
+                                    f"(defined under {table}: {', '.join(sorted(params[table]))})")
+    networks = [params["train"]["network"]] + [
+        o["set"]["train"]["network"] for o in params.get("overrides", {}).values()
+        if "network" in o["set"].get("train", {})
+    ]
+    for name in networks:
+        if name not in params["networks"]:
+            raise UserError(f"{source}: key 'train.network': unknown network '{name}' "
+                            f"(defined under networks: {', '.join(sorted(params['networks']))})")
+    return params
+
+
+def load(path: str | Path) -> dict:
+    """Read and validate a params YAML file; every problem becomes one UserError line."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise UserError(f"{path}: params file not found") from None
+    except OSError as e:
+        raise UserError(f"{path}: cannot read params file ({e.strerror})") from None
+    try:
+        params = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark else ""
+        raise UserError(f"{path}: not valid YAML{where}: {getattr(e, 'problem', e)}") from None
+    return validate(params, str(path))
+
+
+def deep_merge(base: dict, update: dict) -> dict:
+    out = copy.deepcopy(base)
+    for k, v in update.items():
+        out[k] = deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else copy.deepcopy(v)
+    return out
+
+
+@dataclass(frozen=True)
+class Experiment:
+    dataset: str
+    objective: str
+    coupling: str
+    seed: int
+    config: dict = field(compare=False, repr=False)
+    overrides: tuple[str, ...] = field(default=(), compare=False)
+
+    @property
+    def name(self) -> str:
+        return f"{self.dataset}-{self.objective}-{self.coupling}-s{self.seed}"
+
+
+def _matches(match: dict, cell: dict) -> bool:
+    return all(cell[axis] in values for axis, values in match.items())
+
+
+def experiments(params: dict) -> list[Experiment]:
+    """The grid's cells in file order, each with its resolved settings (duplicates removed)."""
+    seen, out = set(), []
+    for block in params["grid"]:
+        for cell in itertools.product(*(block[a] for a in AXES)):
+            cell = dict(zip(AXES, cell))
+            key = tuple(cell.values())
+            if key in seen:
+                continue
+            seen.add(key)
+            config = {
+                "dataset": cell["dataset"],
+                "seed": cell["seed"],
+                "objective": params["objectives"][cell["objective"]],
+                "coupling": params["couplings"][cell["coupling"]],
+                "train": params["train"],
+                "sample": params["sample"],
+                "evaluate": params["evaluate"],
+            }
+            applied = tuple(n for n, o in params.get("overrides", {}).items() if _matches(o["match"], cell))
+            sets = [params["overrides"][n]["set"] for n in applied]
+            for s in sets:  # train.network may be overridden, so resolve it before the network section
+                config = deep_merge(config, {k: v for k, v in s.items() if k != "network"})
+            config["network"] = params["networks"][config["train"]["network"]]
+            for s in sets:
+                config = deep_merge(config, {k: v for k, v in s.items() if k == "network"})
+            out.append(Experiment(**cell, config=config, overrides=applied))
+    return out
+
+
+def experiment(params: dict, name: str, source: str = "params") -> Experiment:
+    for e in experiments(params):
+        if e.name == name:
+            return e
+    names = [e.name for e in experiments(params)]
+    raise UserError(f"{source}: no experiment '{name}' in the grid (have: {', '.join(names)})")
+
+
+def dataset_names(params: dict) -> list[str]:
+    return list(params["datasets"])
+
+
+def stage_param_keys(params: dict, stage: str, target: str) -> list[str]:
+    """The exact params keys a stage reads (dvc.yaml `params:`), so `dvc repro` re-runs only what changed."""
+    if stage == "prepare":
+        return ["threads", f"datasets.{target}"]
+    if stage == "report":
+        return ["grid", "report"]
+    exp = experiment(params, target)
+    sections = {"train": ("objective", "coupling", "network", "train"), "sample": ("sample",),
+                "evaluate": ("evaluate",)}[stage]
+    keys = ["threads"]
+    if stage == "train":
+        keys += [f"objectives.{exp.objective}", f"couplings.{exp.coupling}",
+                 f"networks.{exp.config['train']['network']}", "train"]
+    else:
+        keys.append(stage)
+    for name in exp.overrides:
+        keys += [f"overrides.{name}.match"] + [
+            f"overrides.{name}.set.{s}" for s in sections if s in params["overrides"][name]["set"]]
+    return keys
