@@ -1,0 +1,228 @@
+"""Data preparation: toy 2-D sets, scikit-learn's digits, CIFAR-10 from the official archive.
+
+Every prepared data set is one deterministic .npz (`x_train`, `x_test`, and `y_*` for labelled
+sets; images as uint8 NCHW, toy points as float32) plus a JSON manifest with its sha256, shapes,
+dtypes, source and split sizes. Pure generators are separate from the file handling.
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import pickle
+import tarfile
+import tempfile
+import urllib.request
+import zlib
+from pathlib import Path, PurePosixPath
+
+import numpy as np
+
+from .errors import UserError
+
+CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
+CIFAR10_MD5 = "c58f30108f718f92721af3b95e74349a"
+CIFAR10_DIR = "cifar-10-batches-py"
+CIFAR10_TRAIN = [f"data_batch_{i}" for i in range(1, 6)]
+CIFAR10_TEST = ["test_batch"]
+TOY_SOURCES = ("two_gaussians", "eight_gaussians", "checkerboard")
+
+# ---------------------------------------------------------------------------------------------
+# Toy 2-D sets, in roughly [-1, 1]^2 like the scaled images.
+
+
+def toy_2d(source: str, n: int, rng: np.random.Generator, std: float = 0.05) -> np.ndarray:
+    """n points of a named toy distribution, float32 of shape (n, 2)."""
+    if source == "two_gaussians":  # VCT Fig. 1: means (0, 0.5) and (0, -0.5)
+        means = np.array([[0.0, 0.5], [0.0, -0.5]])
+        return (means[rng.integers(0, 2, n)] + std * rng.standard_normal((n, 2))).astype(np.float32)
+    if source == "eight_gaussians":
+        angles = 2 * np.pi * np.arange(8) / 8
+        means = 0.8 * np.stack([np.cos(angles), np.sin(angles)], 1)
+        return (means[rng.integers(0, 8, n)] + std * rng.standard_normal((n, 2))).astype(np.float32)
+    if source == "checkerboard":  # 4x4 board on [-1, 1]^2, the 8 cells where (row + col) is even
+        cells = np.array([(i, j) for i in range(4) for j in range(4) if (i + j) % 2 == 0])
+        pick = cells[rng.integers(0, len(cells), n)]
+        return ((pick + rng.random((n, 2))) * 0.5 - 1.0).astype(np.float32)
+    raise ValueError(f"unknown toy source {source!r}")
+
+
+def split(n: int, n_test: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    perm = rng.permutation(n)
+    return np.sort(perm[n_test:]), np.sort(perm[:n_test])
+
+
+def digits_uint8() -> tuple[np.ndarray, np.ndarray]:
+    """scikit-learn's bundled 8x8 digits (values 0..16) as uint8 images (N, 1, 8, 8) and labels."""
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    images = np.rint(d.images * (255.0 / 16.0)).astype(np.uint8)[:, None]
+    return images, d.target.astype(np.int64)
+
+
+def to_model_space(x: np.ndarray) -> np.ndarray:
+    """uint8 images to float32 in [-1, 1]; float toy points pass through unchanged."""
+    if x.dtype == np.uint8:
+        return x.astype(np.float32) / 127.5 - 1.0
+    return x.astype(np.float32)
+
+
+def to_uint8(x: np.ndarray) -> np.ndarray:
+    """METHODS 8: round(clamp(x, -1, 1) * 127.5 + 127.5)."""
+    return np.rint(np.clip(x, -1.0, 1.0) * 127.5 + 127.5).astype(np.uint8)
+
+
+# ---------------------------------------------------------------------------------------------
+# CIFAR-10: official python archive, md5-checked, safely extracted, restricted unpickling.
+
+
+class _CifarUnpickler(pickle.Unpickler):
+    """Admits only what the official CIFAR-10 batches contain: numpy arrays, dtypes, builtins."""
+
+    _ALLOWED = {
+        ("numpy.core.multiarray", "_reconstruct"): ("numpy._core.multiarray", "_reconstruct"),
+        ("numpy._core.multiarray", "_reconstruct"): ("numpy._core.multiarray", "_reconstruct"),
+        ("numpy", "ndarray"): ("numpy", "ndarray"),
+        ("numpy", "dtype"): ("numpy", "dtype"),
+    }
+
+    def find_class(self, module, name):
+        target = self._ALLOWED.get((module, name))
+        if target is None:
+            raise pickle.UnpicklingError(f"forbidden global {module}.{name}")
+        return super().find_class(*target)
+
+
+def read_cifar_batch(raw: bytes, member: str) -> tuple[np.ndarray, np.ndarray]:
+    """One pickled batch to (images uint8 (N, 3, 32, 32), labels int64)."""
+    try:
+        d = _CifarUnpickler(io.BytesIO(raw), encoding="bytes").load()
+        data, labels = d[b"data"], d[b"labels"]
+        images = np.asarray(data, dtype=np.uint8).reshape(-1, 3, 32, 32)
+        labels = np.asarray(labels, dtype=np.int64)
+    except Exception as e:  # malformed content of any kind is a data error, not a crash
+        raise UserError(f"{member}: not a valid CIFAR-10 batch ({e})") from None
+    if len(images) != len(labels):
+        raise UserError(f"{member}: {len(images)} images but {len(labels)} labels")
+    return images, labels
+
+
+def md5_file(path: Path) -> str:
+    h = hashlib.md5()
+    with open(path, "rb") as f:
+        while block := f.read(1 << 20):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _unsafe_member(m: tarfile.TarInfo, target: Path) -> str | None:
+    p = PurePosixPath(m.name)
+    if p.is_absolute() or ".." in p.parts:
+        return "path escapes the target directory"
+    if not (target / m.name).resolve().is_relative_to(target.resolve()):
+        return "path escapes the target directory"
+    if m.issym() or m.islnk():
+        return "links are not allowed"
+    if not (m.isfile() or m.isdir()):
+        return "special files are not allowed"
+    return None
+
+
+def safe_extract(archive: Path, target: Path) -> None:
+    """Extract a tar archive, rejecting any member that would land outside `target`."""
+    try:
+        with tarfile.open(archive, "r:*") as tar:
+            members = tar.getmembers()
+            for m in members:
+                why = _unsafe_member(m, target)
+                if why:
+                    raise UserError(f"{archive}: refusing archive member '{m.name}': {why}")
+            tar.extractall(target, members=members, filter="data")
+    except (tarfile.TarError, EOFError, OSError, zlib.error) as e:
+        raise UserError(f"{archive}: truncated or corrupt archive ({type(e).__name__}: {e}); "
+                        "delete it and download it again") from None
+
+
+def download(url: str, dest: Path) -> None:
+    """Download to a temporary file next to `dest`, renamed into place when complete."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile(dir=dest.parent, prefix=f".{dest.name}.", delete=False) as tmp:
+        try:
+            from tqdm import tqdm
+
+            with urllib.request.urlopen(url, timeout=60) as r:
+                total = int(r.headers.get("Content-Length") or 0) or None
+                with tqdm(total=total, unit="B", unit_scale=True, desc=f"download {dest.name}") as bar:
+                    while block := r.read(1 << 20):
+                        tmp.write(block)
+                        bar.update(len(block))
+        except OSError as e:
+            Path(tmp.name).unlink(missing_ok=True)
+            raise UserError(f"{url}: download failed ({e}); download it by hand and set the "
+                            f"dataset's `path` to the local file") from None
+    Path(tmp.name).replace(dest)
+
+
+def cifar10(path: Path, md5: str = CIFAR10_MD5, allow_download: bool = False) -> dict[str, np.ndarray]:
+    """x_train (50000, 3, 32, 32), y_train, x_test (10000, ...), y_test from the official archive."""
+    path = Path(path).expanduser()
+    if not path.exists():
+        if not allow_download:
+            raise UserError(f"{path}: CIFAR-10 archive not found; get cifar-10-python.tar.gz from "
+                            f"{CIFAR10_URL} and put it there, or set `download: true`")
+        download(CIFAR10_URL, path)
+    got = md5_file(path)
+    if got != md5:
+        raise UserError(f"{path}: md5 {got} does not match the expected {md5}; "
+                        "the file is damaged or not cifar-10-python.tar.gz: delete it and download it again")
+    with tempfile.TemporaryDirectory() as tmp:
+        safe_extract(path, Path(tmp))
+        root = Path(tmp) / CIFAR10_DIR
+        out = {}
+        for split_name, members in (("train", CIFAR10_TRAIN), ("test", CIFAR10_TEST)):
+            xs, ys = [], []
+            for m in members:
+                f = root / m
+                if not f.is_file():
+                    raise UserError(f"{path}: archive lacks {CIFAR10_DIR}/{m}")
+                x, y = read_cifar_batch(f.read_bytes(), f"{path}:{CIFAR10_DIR}/{m}")
+                xs.append(x)
+                ys.append(y)
+            out[f"x_{split_name}"], out[f"y_{split_name}"] = np.concatenate(xs), np.concatenate(ys)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# One entry point per data set spec (params `datasets.<name>`).
+
+
+def build(spec: dict) -> dict[str, np.ndarray]:
+    """The arrays of a prepared data set, from its params spec. Deterministic given the spec."""
+    source = spec["source"]
+    if source in TOY_SOURCES:
+        rng = np.random.default_rng(spec["seed"])
+        x = toy_2d(source, spec["n_train"] + spec["n_test"], rng, spec.get("std", 0.05))
+        return {"x_train": x[: spec["n_train"]], "x_test": x[spec["n_train"]:]}
+    if source == "digits":
+        images, labels = digits_uint8()
+        tr, te = split(len(images), spec["n_test"], np.random.default_rng(spec["seed"]))
+        return {"x_train": images[tr], "y_train": labels[tr], "x_test": images[te], "y_test": labels[te]}
+    if source == "cifar10":
+        return cifar10(Path(spec["path"]), spec.get("md5", CIFAR10_MD5), spec.get("download", False))
+    raise ValueError(f"unknown source {source!r}")
+
+
+def load_prepared(path: str | Path) -> dict[str, np.ndarray]:
+    """Read a prepared .npz (no pickles admitted)."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{path}: prepared data set not found; run `ctcoupling prepare` first")
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            return {k: z[k] for k in z.files}
+    except Exception as e:
+        raise UserError(f"{path}: unreadable prepared data set ({e}); run `ctcoupling prepare` again") from None
+
+
+def describe(arrays: dict[str, np.ndarray]) -> dict:
+    return {k: {"shape": list(v.shape), "dtype": str(v.dtype)} for k, v in sorted(arrays.items())}
