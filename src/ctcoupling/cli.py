@@ -1,0 +1,139 @@
+"""`ctcoupling`: one subcommand per pipeline stage, plus `dag` (write dvc.yaml) and `validate`.
+
+Thin on purpose: parse arguments, load and validate params, fix threads and determinism, call
+the stage. Bad input ends as one `error:` line and exit status 2, never a traceback.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from .errors import UserError
+
+DEFAULT_PARAMS = "params/default.yaml"
+
+
+def _setup(params_path: str, torch_needed: bool = False) -> dict:
+    """Load params and fix the thread count (BLAS always, torch when the stage uses it)."""
+    from threadpoolctl import threadpool_limits
+
+    from . import params as P
+
+    params = P.load(params_path)
+    threadpool_limits(params["threads"])
+    if torch_needed:
+        import torch
+
+        torch.set_num_threads(params["threads"])
+        torch.use_deterministic_algorithms(True)
+    return params
+
+
+def _cmd_prepare(a):
+    from . import stages
+
+    stages.prepare(_setup(a.params), a.dataset)
+
+
+def _cmd_train(a):
+    from . import stages
+
+    stages.train(_setup(a.params, torch_needed=True), a.experiment, a.params, progress=not a.quiet)
+
+
+def _cmd_sample(a):
+    from . import stages
+
+    stages.sample(_setup(a.params, torch_needed=True), a.experiment, a.params, progress=not a.quiet)
+
+
+def _cmd_evaluate(a):
+    from . import stages
+
+    stages.evaluate(_setup(a.params), a.experiment, a.params)
+
+
+def _cmd_report(a):
+    from . import stages
+
+    stages.report(_setup(a.params), a.params)
+
+
+def _cmd_dag(a):
+    from . import artifacts, pipeline
+    from . import params as P
+
+    text = pipeline.dvc_yaml(P.load(a.params), a.params)
+    out = Path(a.output)
+    if a.check:
+        if not out.is_file() or out.read_text() != text:
+            raise UserError(f"{out} is out of date with {a.params}; run `ctcoupling dag --params {a.params}`")
+        print(f"{out} is current")
+        return
+    artifacts.write_text(out, text)
+    print(f"wrote {out}")
+
+
+def _cmd_validate(a):
+    from . import params as P
+
+    params = P.load(a.params)
+    exps = P.experiments(params)
+    print(f"{a.params}: valid; {len(params['datasets'])} data sets, {len(exps)} experiments")
+    if a.list:
+        for e in exps:
+            print(e.name)
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="ctcoupling", description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter,
+                                epilog="Run `ctcoupling COMMAND --help` for a command's options.")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def add(name, func, help_, experiment=False, dataset=False, quiet=False):
+        s = sub.add_parser(name, help=help_, description=help_)
+        s.add_argument("--params", default=DEFAULT_PARAMS, help=f"params YAML file (default: {DEFAULT_PARAMS})")
+        if experiment:
+            s.add_argument("--experiment", required=True, help="experiment name DATASET-OBJECTIVE-COUPLING-sSEED "
+                                                               "(`ctcoupling validate --list` shows them)")
+        if dataset:
+            s.add_argument("--dataset", required=True, help="data set name under `datasets` in the params")
+        if quiet:
+            s.add_argument("--quiet", action="store_true", help="no progress bar")
+        s.set_defaults(func=func)
+        return s
+
+    add("prepare", _cmd_prepare, "prepare one data set: data/DATASET.npz and its manifest data/DATASET.json",
+        dataset=True)
+    add("train", _cmd_train, "train one experiment: runs/EXP/model.pt, train_log.csv, train.json",
+        experiment=True, quiet=True)
+    add("sample", _cmd_sample, "draw samples from a trained experiment: runs/EXP/samples.npz, sample.json",
+        experiment=True, quiet=True)
+    add("evaluate", _cmd_evaluate, "score an experiment's samples against held-out data: runs/EXP/eval.json",
+        experiment=True)
+    add("report", _cmd_report, "tables and figures over all experiments: analysis/")
+    d = add("dag", _cmd_dag, "write dvc.yaml for a params file (the same DAG as the Snakefile)")
+    d.add_argument("--output", default="dvc.yaml", help="where to write (default: dvc.yaml)")
+    d.add_argument("--check", action="store_true", help="fail if the file is not what would be written")
+    v = add("validate", _cmd_validate, "check a params file against the schema and expand its grid")
+    v.add_argument("--list", action="store_true", help="print the experiment names")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        args.func(args)
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("error: interrupted; finished artifacts are intact, partial ones were discarded", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,18 @@
+"""Couplings: how the (x, z) pair that the objective sees is formed (METHODS 4)."""
+from __future__ import annotations
+
+import torch
+
+
+class IndependentCoupling:
+    """IC: z ~ N(0, I) independent of x, the baseline of every paper."""
+
+    def __call__(self, x: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        return x, torch.randn(x.shape, generator=generator)
+
+
+def build(spec: dict):
+    """A coupling from its params spec (`couplings.<name>`)."""
+    if spec["kind"] == "ic":
+        return IndependentCoupling()
+    raise ValueError(f"unknown coupling {spec['kind']!r}")

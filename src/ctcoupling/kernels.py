@@ -1,0 +1,76 @@
+"""Forward kernels and the consistency parametrisation with its boundary condition (METHODS 1).
+
+VE (EDM, iCT, GC):  x_sigma = x + sigma z.
+LI (flow matching): x_t = (1 - t/sigma_max) x + t z, t in sigma units.
+f(x, sigma) = c_skip(sigma) x + c_out(sigma) F(c_in(sigma) x, c_noise(sigma)), f(x, sigma_min) = x.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass(frozen=True)
+class Kernel:
+    kind: str = "ve"
+    sigma_min: float = 0.002
+    sigma_max: float = 80.0
+    sigma_data: float = 0.5
+    rho: float = 7.0
+
+    def __post_init__(self):
+        if self.kind not in ("ve", "li"):
+            raise ValueError(f"unknown kernel {self.kind!r}")
+
+    def alpha(self, sigma: torch.Tensor) -> torch.Tensor:
+        """Signal scale: 1 for VE, 1 - t/sigma_max for LI."""
+        return torch.ones_like(sigma) if self.kind == "ve" else 1 - sigma / self.sigma_max
+
+    def perturb(self, x: torch.Tensor, sigma: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        """A point of the path at `sigma` (broadcast over x's trailing dims)."""
+        s = _bcast(sigma, x)
+        return _bcast(self.alpha(sigma), x) * x + s * z
+
+    def velocity(self, x: torch.Tensor, sigma: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        """Single-sample velocity d x_sigma / d sigma: z (VE), z - x/sigma_max (LI) (METHODS 6)."""
+        return z if self.kind == "ve" else z - x / self.sigma_max
+
+    def precond(self, sigma: torch.Tensor):
+        """(c_skip, c_out, c_in, c_noise) with the boundary condition at sigma_min."""
+        sd, smin = self.sigma_data, self.sigma_min
+        if self.kind == "ve":
+            c_in = 1 / torch.sqrt(sd**2 + sigma**2)
+            c_skip = sd**2 / ((sigma - smin) ** 2 + sd**2)
+        else:
+            a = 1 - sigma / self.sigma_max
+            a_bc = 1 - (sigma - smin) / (self.sigma_max - smin)
+            c_in = 1 / torch.sqrt(sd**2 * a**2 + sigma**2)
+            c_skip = sd**2 * a_bc / ((sigma - smin) ** 2 + sd**2 * a_bc**2)
+        c_out = (sigma - smin) * sd * c_in
+        c_noise = torch.log(sigma) / 4
+        return c_skip, c_out, c_in, c_noise
+
+    def karras(self, n: int, device=None) -> torch.Tensor:
+        """Karras grid of n points, increasing from sigma_min to sigma_max (float64)."""
+        i = torch.arange(n, dtype=torch.float64, device=device)
+        lo, hi = self.sigma_min ** (1 / self.rho), self.sigma_max ** (1 / self.rho)
+        return (lo + i / (n - 1) * (hi - lo)) ** self.rho
+
+
+def _bcast(v: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    return v.reshape(-1, *([1] * (like.ndim - 1)))
+
+
+class ConsistencyModel(torch.nn.Module):
+    """f_theta(x, sigma): a raw network F wrapped in the kernel's preconditioning."""
+
+    def __init__(self, net: torch.nn.Module, kernel: Kernel):
+        super().__init__()
+        self.net, self.kernel = net, kernel
+
+    def forward(self, x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+        sigma = sigma.to(torch.float32).reshape(-1).expand(x.shape[0])
+        c_skip, c_out, c_in, c_noise = self.kernel.precond(sigma)
+        F = self.net(_bcast(c_in, x) * x, c_noise)
+        return _bcast(c_skip, x) * x + _bcast(c_out, x) * F
