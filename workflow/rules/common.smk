@@ -1,0 +1,47 @@
+# Params loading and validation, experiment expansion, input functions.
+import json
+import sys
+from pathlib import Path
+
+import yaml
+from snakemake.utils import min_version, validate
+
+min_version("9.0")
+
+# The DAG itself comes from the package (ctcoupling.pipeline); import it from this checkout.
+# Jobs run `python -m ctcoupling` from the environment: the venv, or with --use-conda the env
+# of workflow/envs/ctcoupling.yaml, whose post-deploy script installs this checkout into it.
+sys.path.insert(0, str(Path(workflow.basedir, "src").resolve()))
+from ctcoupling import params as P
+from ctcoupling import pipeline as L
+
+
+PARAMS_FILE = config.get("params", "params/default.yaml")
+with open(PARAMS_FILE) as f:
+    PARAMS = yaml.safe_load(f)
+validate(PARAMS, "../schemas/params.schema.yaml", set_default=False)
+P.validate(PARAMS, PARAMS_FILE)  # cross-checks the names the grid uses
+
+EXPERIMENTS = {e.name: e for e in P.experiments(PARAMS)}
+THREADS = PARAMS["threads"]
+CMD = L.CMD
+ALL_OUTPUTS = L.all_outputs(PARAMS)
+
+
+wildcard_constraints:
+    dataset="[a-z0-9_]+",
+    experiment="[a-z0-9_]+-[a-z0-9_]+-[a-z0-9_]+-s[0-9]+",
+
+
+def experiment_data(wildcards):
+    return L.data_npz(EXPERIMENTS[wildcards.experiment].dataset)
+
+
+def resolved(section):
+    """A rule param holding the resolved settings a stage reads, so a params change re-runs it."""
+
+    def get(wildcards):
+        return json.dumps(EXPERIMENTS[wildcards.experiment].config[section] if section else
+                          EXPERIMENTS[wildcards.experiment].config, sort_keys=True)
+
+    return get

@@ -1,0 +1,20 @@
+rule report:
+    """Tables and figures over every experiment, written to analysis/."""
+    input:
+        evals=[L.run_file(x, "eval.json") for x in EXPERIMENTS],
+        samples=[L.run_file(x, "samples.npz") for x in EXPERIMENTS],
+        data=[L.data_npz(d) for d in PARAMS["datasets"]],
+    output:
+        L.report_outs(),
+    params:
+        cmd=CMD,
+        file=PARAMS_FILE,
+        grid=json.dumps(PARAMS["grid"], sort_keys=True),
+        report=json.dumps(PARAMS["report"], sort_keys=True),
+    log:
+        "logs/report.log",
+    threads: THREADS
+    conda:
+        "../envs/ctcoupling.yaml"
+    shell:
+        "{params.cmd} report --params {params.file} 2> {log}"

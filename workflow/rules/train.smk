@@ -1,0 +1,39 @@
+rule train:
+    """Consistency training of one experiment (dataset-objective-coupling-seed)."""
+    input:
+        experiment_data,
+    output:
+        model="runs/{experiment}/model.pt",
+        log="runs/{experiment}/train_log.csv",
+        record="runs/{experiment}/train.json",
+    params:
+        cmd=CMD,
+        file=PARAMS_FILE,
+        config=resolved(None),
+    log:
+        "logs/train/{experiment}.log",
+    threads: THREADS
+    conda:
+        "../envs/ctcoupling.yaml"
+    shell:
+        "{params.cmd} train --params {params.file} --experiment {wildcards.experiment} 2> {log}"
+
+
+rule sample:
+    """Samples from a trained experiment."""
+    input:
+        "runs/{experiment}/model.pt",
+    output:
+        samples="runs/{experiment}/samples.npz",
+        record="runs/{experiment}/sample.json",
+    params:
+        cmd=CMD,
+        file=PARAMS_FILE,
+        config=resolved("sample"),
+    log:
+        "logs/sample/{experiment}.log",
+    threads: THREADS
+    conda:
+        "../envs/ctcoupling.yaml"
+    shell:
+        "{params.cmd} sample --params {params.file} --experiment {wildcards.experiment} 2> {log}"
