@@ -1,0 +1,55 @@
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).parent))
+
+# Real Snakemake and DVC runs, offline: no analytics, no update checks.
+ENV = dict(os.environ, DVC_NO_ANALYTICS="1", DVC_NO_UPDATE_CHECK="1", PYTHONUNBUFFERED="1")
+ENV["PATH"] = str(Path(sys.executable).parent) + os.pathsep + ENV.get("PATH", "")
+
+
+def run(args, cwd, check=True, **kw):
+    """Run a command like a user would; on failure show its output."""
+    p = subprocess.run([str(a) for a in args], cwd=cwd, env=ENV, capture_output=True, text=True, **kw)
+    if check and p.returncode != 0:
+        raise AssertionError(f"{' '.join(map(str, args))} exited {p.returncode}\n{p.stdout}\n{p.stderr}")
+    return p
+
+
+def ctc(*args, cwd, check=True):
+    return run([sys.executable, "-m", "ctcoupling", *args], cwd, check=check)
+
+
+def copy_project(dest: Path) -> Path:
+    """The files a user's checkout holds (no outputs), in a fresh directory."""
+    dest.mkdir(parents=True)
+    for name in ["Snakefile", "dvc.yaml", ".dvcignore", "params", "workflow", "src"]:
+        src = ROOT / name
+        if src.is_dir():
+            shutil.copytree(src, dest / name, symlinks=True, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+        else:
+            shutil.copy2(src, dest / name)
+    (dest / ".dvc").mkdir()
+    shutil.copy2(ROOT / ".dvc" / "config", dest / ".dvc" / "config")
+    return dest
+
+
+def tree_hashes(root: Path, dirs=("data", "runs", "analysis")) -> dict[str, str]:
+    out = {}
+    for d in dirs:
+        for p in sorted((root / d).rglob("*")):
+            if p.is_file():
+                out[str(p.relative_to(root))] = hashlib.sha256(p.read_bytes()).hexdigest()
+    return out
+
+
+@pytest.fixture
+def project(tmp_path):
+    return copy_project(tmp_path / "project")

@@ -1,0 +1,119 @@
+import copy
+
+import pytest
+import yaml
+
+from conftest import ROOT, ctc
+from ctcoupling import params as P
+from ctcoupling.errors import UserError
+
+
+def load(name):
+    return yaml.safe_load((ROOT / "params" / name).read_text())
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in (ROOT / "params").glob("*.yaml")))
+def test_shipped_params_are_valid(name):
+    assert P.load(ROOT / "params" / name)["threads"] >= 1
+
+
+def test_grid_expands_to_cartesian_blocks():
+    params = load("default.yaml")
+    exps = P.experiments(params)
+    block = params["grid"][0]
+    assert len(exps) == len(block["dataset"]) * len(block["objective"]) * len(block["coupling"]) * len(block["seed"])
+    assert len({e.name for e in exps}) == len(exps)
+    e = exps[0]
+    assert e.name == f"{e.dataset}-{e.objective}-{e.coupling}-s{e.seed}"
+    assert e.config["objective"] == params["objectives"][e.objective]
+
+
+def test_duplicate_cells_across_blocks_are_counted_once():
+    params = load("smoke.yaml")
+    params["grid"].append(copy.deepcopy(params["grid"][0]))
+    assert len(P.experiments(params)) == len(P.experiments(load("smoke.yaml")))
+
+
+def test_overrides_apply_only_where_they_match():
+    params = load("smoke.yaml")
+    steps = {e.dataset: e.config["train"]["steps"] for e in P.experiments(params)}
+    assert steps["checkerboard"] == params["overrides"]["checkerboard_short"]["set"]["train"]["steps"]
+    assert steps["two_gaussians"] == params["train"]["steps"]
+    # the override leaves the params dict itself alone
+    assert params["train"]["steps"] != steps["checkerboard"]
+
+
+def test_override_can_switch_network():
+    params = load("smoke.yaml")
+    params["networks"]["wide"] = dict(params["networks"]["mlp"], hidden=64)
+    params["overrides"]["wide_net"] = {"match": {"dataset": ["two_gaussians"]}, "set": {"train": {"network": "wide"}}}
+    P.validate(params)
+    nets = {e.dataset: e.config["network"]["hidden"] for e in P.experiments(params)}
+    assert nets == {"two_gaussians": 64, "checkerboard": params["networks"]["mlp"]["hidden"]}
+    keys = P.stage_param_keys(params, "train", "two_gaussians-ict-ic-s0")
+    assert "networks.wide" in keys and "overrides.wide_net.set.train" in keys
+
+
+def test_stage_param_keys_are_exact():
+    params = load("smoke.yaml")
+    assert P.stage_param_keys(params, "prepare", "digits") == ["threads", "datasets.digits"]
+    keys = P.stage_param_keys(params, "train", "checkerboard-ict-ic-s0")
+    assert keys == ["threads", "objectives.ict", "couplings.ic", "networks.mlp", "train",
+                    "overrides.checkerboard_short.match", "overrides.checkerboard_short.set.train"]
+    assert P.stage_param_keys(params, "sample", "checkerboard-ict-ic-s0") == [
+        "threads", "sample", "overrides.checkerboard_short.match"]
+    assert P.stage_param_keys(params, "sample", "two_gaussians-ict-ic-s0") == ["threads", "sample"]
+
+
+@pytest.mark.parametrize("mutate, fragment", [
+    (lambda p: p["train"].update(lrr=1.0), "key 'train': unknown key 'lrr'"),
+    (lambda p: p.update(bogus=1), "key '<top level>': unknown key 'bogus'"),
+    (lambda p: p["train"].update(steps="many"), "key 'train.steps': 'many' is not of type 'integer'"),
+    (lambda p: p["train"].update(lr=-1.0), "key 'train.lr': -1.0 is less than or equal to the minimum of 0"),
+    (lambda p: p["datasets"]["digits"].update(n_test=5000), "key 'datasets.digits.n_test': 5000 is greater than"),
+    (lambda p: p["grid"][0].update(dataset=["nope"]), "key 'grid[0].dataset': unknown dataset 'nope'"),
+    (lambda p: p["train"].update(network="nope"), "key 'train.network': unknown network 'nope'"),
+    (lambda p: p["datasets"].update(Bad={"source": "digits", "n_test": 1, "seed": 0}), "'Bad' does not match"),
+    (lambda p: p["datasets"]["two_gaussians"].pop("n_train"), "'n_train' is a required property"),
+])
+def test_bad_params_name_the_key(mutate, fragment):
+    params = load("smoke.yaml")
+    mutate(params)
+    with pytest.raises(UserError) as e:
+        P.validate(params, "params/x.yaml")
+    msg = str(e.value)
+    assert msg.startswith("params/x.yaml: ") and fragment in msg and "\n" not in msg
+
+
+def test_missing_and_malformed_files(tmp_path):
+    with pytest.raises(UserError, match="params file not found"):
+        P.load(tmp_path / "none.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("threads: [1\n")
+    with pytest.raises(UserError, match="not valid YAML at line"):
+        P.load(bad)
+
+
+def test_unknown_experiment_lists_the_grid():
+    with pytest.raises(UserError, match="no experiment 'x' in the grid .*two_gaussians-ict-ic-s0"):
+        P.experiment(load("smoke.yaml"), "x")
+
+
+def test_cli_bad_params_is_one_line_without_traceback(tmp_path):
+    params = load("smoke.yaml")
+    params["train"]["lr"] = "fast"
+    f = tmp_path / "p.yaml"
+    f.write_text(yaml.safe_dump(params))
+    p = ctc("validate", "--params", f, cwd=tmp_path, check=False)
+    assert p.returncode == 2
+    assert p.stderr.strip().count("\n") == 0 and "Traceback" not in p.stderr
+    assert p.stderr.startswith(f"error: {f}: key 'train.lr'")
+
+
+def test_every_command_has_help():
+    from ctcoupling.cli import parser
+
+    sub = next(a for a in parser()._actions if a.dest == "command")
+    for name in sub.choices:
+        p = ctc(name, "--help", cwd=ROOT)
+        assert "usage: ctcoupling " + name in p.stdout and "--params" in p.stdout

@@ -1,0 +1,123 @@
+"""Real Snakemake and DVC runs of the smoke params: one DAG, deterministic, idempotent, exact params."""
+import re
+import tomllib
+
+import pytest
+import yaml
+
+from conftest import ROOT, copy_project, ctc, run, tree_hashes
+from ctcoupling import params as P
+from ctcoupling import pipeline
+
+SMOKE = "params/smoke.yaml"
+
+
+def test_committed_dvc_yaml_is_current():
+    p = ctc("dag", "--check", cwd=ROOT)
+    assert "dvc.yaml is current" in p.stdout
+
+
+def test_dag_check_fails_when_grid_changes(project):
+    params = yaml.safe_load((project / "params/default.yaml").read_text())
+    params["grid"][0]["seed"].append(7)
+    (project / "params/default.yaml").write_text(yaml.safe_dump(params))
+    p = ctc("dag", "--check", cwd=project, check=False)
+    assert p.returncode == 2 and "dvc.yaml is out of date with params/default.yaml" in p.stderr
+
+
+def test_conda_env_carries_the_pyproject_pins():
+    deps = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    env = yaml.safe_load((ROOT / "workflow/envs/ctcoupling.yaml").read_text())
+    pip = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict))
+    assert sorted(pip) == sorted(deps)
+    assert all(re.fullmatch(r"[A-Za-z0-9_.-]+==[0-9][0-9A-Za-z.]*", d) for d in deps)
+    assert "python=3.11" in env["dependencies"]
+
+
+def snakemake_outputs(project, params_file):
+    p = run(["snakemake", "--summary", "--config", f"params={params_file}"], project)
+    lines = [ln.split("\t")[0] for ln in p.stdout.splitlines()[1:] if ln.strip()]
+    return {ln for ln in lines if not ln.startswith("logs/")}
+
+
+def dvc_outputs(project):
+    from dvc.repo import Repo
+
+    with Repo(str(project)) as repo:
+        return {str(o.def_path) for s in repo.index.stages for o in s.outs}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("params_file", ["params/default.yaml", SMOKE])
+def test_both_engines_list_the_same_outputs(project, params_file):
+    run(["git", "init", "-q"], project)
+    ctc("dag", "--params", params_file, cwd=project)
+    expected = set(pipeline.all_outputs(P.load(project / params_file)))
+    assert snakemake_outputs(project, params_file) == expected
+    assert dvc_outputs(project) == expected
+
+
+def _snakemake(project):
+    return run(["snakemake", "--cores", "2", "--config", f"params={SMOKE}"], project)
+
+
+@pytest.mark.slow
+def test_snakemake_smoke_is_deterministic_idempotent_and_equals_dvc(tmp_path):
+    a, b, c = (copy_project(tmp_path / n) for n in ("a", "b", "c"))
+    _snakemake(a)
+    _snakemake(b)
+    ha, hb = tree_hashes(a), tree_hashes(b)
+    expected = set(pipeline.all_outputs(P.load(a / SMOKE)))
+    assert set(ha) == expected
+    assert ha == hb, [k for k in ha if ha[k] != hb.get(k)]
+    # nothing changed: a second run runs no job
+    again = _snakemake(a)
+    assert "Nothing to be done" in again.stdout + again.stderr
+    assert tree_hashes(a) == ha
+    # DVC runs the same commands on the same paths: bitwise the same artifacts
+    run(["git", "init", "-q"], c)
+    ctc("dag", "--params", SMOKE, cwd=c)
+    run(["dvc", "repro", "-q"], c)
+    hc = {k: v for k, v in tree_hashes(c).items() if not k.endswith(".gitignore")}
+    assert hc == ha, [k for k in ha if ha[k] != hc.get(k)]
+
+
+def _ran(output: str) -> set[str]:
+    return set(re.findall(r"Running stage '([^']+)'", output))
+
+
+def _status(project) -> set[str]:
+    out = run(["dvc", "status"], project).stdout
+    return {ln.rstrip(":") for ln in out.splitlines() if ln and not ln.startswith((" ", "\t")) and ln.endswith(":")}
+
+
+@pytest.mark.slow
+def test_dvc_repro_reruns_exactly_what_a_params_change_touches(project):
+    run(["git", "init", "-q"], project)
+    ctc("dag", "--params", SMOKE, cwd=project)
+    first = run(["dvc", "repro"], project)
+    names = [e.name for e in P.experiments(P.load(project / SMOKE))]
+    assert _ran(first.stdout) == {s.name for s in pipeline.stages(P.load(project / SMOKE), SMOKE)}
+    second = run(["dvc", "repro"], project)
+    assert _ran(second.stdout) == set() and _status(project) == set()
+
+    # one training value: every train stage, then its descendants; no data preparation
+    params = yaml.safe_load((project / SMOKE).read_text())
+    params["train"]["lr"] = 0.00123
+    (project / SMOKE).write_text(yaml.safe_dump(params, sort_keys=False))
+    assert _status(project) == {f"train-{n}" for n in names}
+    third = run(["dvc", "repro"], project)
+    assert _ran(third.stdout) == {f"{s}-{n}" for n in names for s in ("train", "sample", "evaluate")} | {"report"}
+
+    # an override of one data set: only that data set's training and its descendants
+    params["overrides"]["checkerboard_short"]["set"]["train"]["steps"] = 12
+    (project / SMOKE).write_text(yaml.safe_dump(params, sort_keys=False))
+    touched = [n for n in names if n.startswith("checkerboard-")]
+    assert _status(project) == {f"train-{n}" for n in touched}
+    fourth = run(["dvc", "repro"], project)
+    assert _ran(fourth.stdout) == {f"{s}-{n}" for n in touched for s in ("train", "sample", "evaluate")} | {"report"}
+
+    # a sampling value: sampling and evaluation of every experiment, no training
+    params["sample"]["seed_offset"] = 77
+    (project / SMOKE).write_text(yaml.safe_dump(params, sort_keys=False))
+    assert _status(project) == {f"sample-{n}" for n in names}
