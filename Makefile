@@ -1,0 +1,41 @@
+# The two set-up commands of README.md: `make run` (install, run the default pipeline) and
+# `make test` (install, run the tests). Both create .venv on first use.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(abspath $(VENV))/bin
+STAMP := $(VENV)/.installed
+CORES ?= all
+
+# Offline by design: no DVC analytics or update checks.
+export DVC_NO_ANALYTICS := 1
+export DVC_NO_UPDATE_CHECK := 1
+export PATH := $(BIN):$(PATH)
+
+.PHONY: install run test bench repro lint dag clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test]'
+	touch $@
+
+install: $(STAMP)
+
+run: $(STAMP)  ## the default pipeline (params/default.yaml) with Snakemake
+	$(BIN)/snakemake --cores $(CORES)
+
+test: $(STAMP)  ## every test, the slow real-pipeline ones included
+	$(BIN)/python -m pytest
+
+bench: $(STAMP)  ## speed goals (pytest-benchmark)
+	$(BIN)/python -m pytest -o addopts="" --benchmark-only --benchmark-columns=min,median,mean,rounds
+
+repro: $(STAMP)  ## the same pipeline with DVC (regenerates dvc.yaml from the params first)
+	$(BIN)/ctcoupling dag --params params/default.yaml
+	$(BIN)/dvc repro
+
+lint: $(STAMP)
+	$(BIN)/snakemake --lint
+	$(BIN)/ctcoupling dag --check
+
+clean:  ## outputs that are not committed (data/, runs/, logs/); analysis/ stays
+	rm -rf data runs logs .snakemake
