@@ -3,12 +3,14 @@ from __future__ import annotations
 
 import torch
 
+from .randomness import BatchRNG
+
 
 class IndependentCoupling:
     """IC: z ~ N(0, I) independent of x, the baseline of every paper."""
 
-    def __call__(self, x: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-        return x, torch.randn(x.shape, generator=generator)
+    def __call__(self, x: torch.Tensor, rng: BatchRNG) -> tuple[torch.Tensor, torch.Tensor]:
+        return x, rng.randn(*x.shape).to(x.device)
 
 
 def build(spec: dict):

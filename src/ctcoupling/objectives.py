@@ -2,6 +2,9 @@
 
 iCT (Song & Dhariwal 2023; METHODS 2): curriculum N(k), discretised lognormal index sampling,
 lambda_i = 1/(sigma_{i+1} - sigma_i), pseudo-Huber metric, stop-gradient online teacher.
+ECT/ECM (Geng et al. 2024; METHODS 3): continuous t ~ lognormal, r = t (1 - q^-(stage+1) (1 + k
+sigmoid(-b t))), target x where r reaches the boundary, weight 1/(t - r) or Karras'.
+Both evaluate student and teacher on one noise z under the same dropout mask.
 """
 from __future__ import annotations
 
@@ -10,6 +13,7 @@ import math
 import torch
 
 from .kernels import Kernel
+from .randomness import BatchRNG
 
 
 def pseudo_huber(diff: torch.Tensor, c: float, per_element: bool = False) -> torch.Tensor:
@@ -18,6 +22,19 @@ def pseudo_huber(diff: torch.Tensor, c: float, per_element: bool = False) -> tor
     if per_element:
         return (torch.sqrt(flat**2 + c**2) - c).sum(1)
     return torch.sqrt((flat**2).sum(1) + c**2) - c
+
+
+def paired_passes(model, x_student, s_student, x_teacher, s_teacher):
+    """Student f(x_s, s) with gradient, teacher stopgrad f(x_t, t), both under one dropout mask."""
+    cpu = torch.get_rng_state()
+    cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None
+    student = model(x_student, s_student)
+    with torch.no_grad():
+        torch.set_rng_state(cpu)  # replay: the teacher pass draws the student's dropout mask
+        if cuda is not None:
+            torch.cuda.set_rng_state_all(cuda)
+        teacher = model(x_teacher, s_teacher)
+    return student, teacher
 
 
 class ICTLoss:
@@ -38,25 +55,91 @@ class ICTLoss:
         p = cdf[1:] - cdf[:-1]
         return p / p.sum()
 
-    def __call__(self, model, x: torch.Tensor, z: torch.Tensor, step: int, generator: torch.Generator):
-        N = self.num_scales(step)
-        sigmas = self.kernel.karras(N)
-        i = torch.multinomial(self.index_probs(sigmas), x.shape[0], replacement=True, generator=generator)
-        s_lo, s_hi = sigmas[i].float(), sigmas[i + 1].float()
-        rng = torch.get_rng_state()  # replayed so both passes draw the same dropout mask
-        student = model(self.kernel.perturb(x, s_hi, z), s_hi)
-        with torch.no_grad():
-            torch.set_rng_state(rng)
-            target = model(self.kernel.perturb(x, s_lo, z), s_lo)
-        c = self.huber_c if self.huber_c is not None else 0.00054 * math.sqrt(x[0].numel())
-        loss = pseudo_huber(student - target, c, self.huber_per_element) / (s_hi - s_lo)
-        return loss, {"N": N}
+    def huber(self, x: torch.Tensor) -> float:
+        return self.huber_c if self.huber_c is not None else 0.00054 * math.sqrt(x[0].numel())
+
+    def sample_pair(self, n: int, step: int, rng: BatchRNG) -> tuple[torch.Tensor, torch.Tensor]:
+        """(sigma_i, sigma_{i+1}) for n samples on the current grid."""
+        sigmas = self.kernel.karras(self.num_scales(step))
+        i = rng.multinomial(self.index_probs(sigmas), n)
+        return sigmas[i].float(), sigmas[i + 1].float()
+
+    def __call__(self, model, x: torch.Tensor, z: torch.Tensor, step: int, rng: BatchRNG):
+        s_lo, s_hi = (s.to(x.device) for s in self.sample_pair(len(x), step, rng))
+        student, target = paired_passes(model, self.kernel.perturb(x, s_hi, z), s_hi,
+                                        self.kernel.perturb(x, s_lo, z), s_lo)
+        loss = pseudo_huber(student - target, self.huber(x), self.huber_per_element) / (s_hi - s_lo)
+        return loss, {"N": self.num_scales(step)}
+
+    def summary(self) -> list[str]:
+        """The curriculum as (N, first step, last step) lines."""
+        rows, step = [], 0
+        while step < self.total_steps:
+            N, end = self.num_scales(step), step
+            while end + 1 < self.total_steps and self.num_scales(end + 1) == N:
+                end += 1
+            rows.append(f"N = {N:5d} for steps {step}-{end}")
+            step = end + 1
+        return rows
 
 
-def build(spec: dict, total_steps: int) -> ICTLoss:
+class ECTLoss:
+    def __init__(self, kernel: Kernel, total_steps: int, P_mean: float = -1.1, P_std: float = 2.0, q: float = 2.0,
+                 k: float = 8.0, b: float = 1.0, n_stages: int = 8, huber_c: float = 0.0,
+                 weighting: str = "consistency"):
+        if weighting not in ("consistency", "karras"):
+            raise ValueError(f"unknown weighting {weighting!r}")
+        self.kernel, self.total_steps = kernel, total_steps
+        self.P_mean, self.P_std, self.q, self.k, self.b, self.n_stages = P_mean, P_std, q, k, b, n_stages
+        self.huber_c, self.weighting = huber_c, weighting
+
+    def stage(self, step: int) -> int:
+        """floor(step / (K / n_stages))."""
+        return min(step * self.n_stages // self.total_steps, self.n_stages - 1)
+
+    def t_to_r(self, t: torch.Tensor, step: int) -> torch.Tensor:
+        """r = t (1 - q^-(stage+1) (1 + k sigmoid(-b t))), clamped at 0."""
+        decay = self.q ** -(self.stage(step) + 1)
+        return (t * (1 - decay * (1 + self.k * torch.sigmoid(-self.b * t)))).clamp(min=0)
+
+    def sample_t(self, n: int, rng: BatchRNG) -> torch.Tensor:
+        """t = exp(P_mean + P_std n), kept inside [sigma_min, sigma_max] where the model is defined."""
+        t = torch.exp(self.P_mean + self.P_std * rng.randn(n))
+        hi = self.kernel.sigma_max if self.kernel.kind == "li" else math.inf
+        return t.clamp(min=self.kernel.sigma_min, max=hi)
+
+    def weight(self, t: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
+        if self.weighting == "consistency":
+            return 1 / (t - r)
+        sd = self.kernel.sigma_data
+        return (t**2 + sd**2) / (t * sd) ** 2
+
+    def __call__(self, model, x: torch.Tensor, z: torch.Tensor, step: int, rng: BatchRNG):
+        t = self.sample_t(len(x), rng).to(x.device)
+        r = self.t_to_r(t, step)
+        # At or below sigma_min the consistency function is the identity (the boundary condition),
+        # so there the target is the path point itself: x where r = 0, as in ECT.
+        boundary = r <= self.kernel.sigma_min
+        x_r = self.kernel.perturb(x, r, z)
+        student, teacher = paired_passes(model, self.kernel.perturb(x, t, z), t,
+                                         x_r, r.clamp(min=self.kernel.sigma_min))
+        target = torch.where(boundary.reshape(-1, *[1] * (x.ndim - 1)), x_r, teacher)
+        loss = pseudo_huber(student - target, self.huber_c) * self.weight(t, r)
+        return loss, {"stage": self.stage(step)}
+
+    def summary(self) -> list[str]:
+        per = self.total_steps / self.n_stages
+        return [f"stage {s}: steps {math.ceil(s * per)}-{math.ceil((s + 1) * per) - 1}, "
+                f"q^-(stage+1) = {self.q ** -(s + 1):.4g}" for s in range(self.n_stages)]
+
+
+def build(spec: dict, total_steps: int):
     """An objective from its params spec (`objectives.<name>`)."""
     kernel = Kernel(**spec["kernel"])
     if spec["kind"] == "ict":
         return ICTLoss(kernel, total_steps, spec["s0"], spec["s1"], spec["P_mean"], spec["P_std"],
                        spec["huber_c"], spec["huber_per_element"])
+    if spec["kind"] == "ect":
+        return ECTLoss(kernel, total_steps, spec["P_mean"], spec["P_std"], spec["q"], spec["k"], spec["b"],
+                       spec["n_stages"], spec["huber_c"] or 0.0, spec["weighting"])
     raise ValueError(f"unknown objective {spec['kind']!r}")
