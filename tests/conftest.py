@@ -53,3 +53,14 @@ def tree_hashes(root: Path, dirs=("data", "runs", "analysis")) -> dict[str, str]
 @pytest.fixture
 def project(tmp_path):
     return copy_project(tmp_path / "project")
+
+
+def write_params(path: Path, base: str = "smoke.yaml", **sections) -> Path:
+    """A params file: shipped `base` with `section={key: value}` updates merged in."""
+    import yaml
+
+    params = yaml.safe_load((ROOT / "params" / base).read_text())
+    for section, update in sections.items():
+        params[section].update(update)
+    path.write_text(yaml.safe_dump(params, sort_keys=False))
+    return path

@@ -1,0 +1,142 @@
+"""Training loop: optimisers, schedules, EMA, divergence guard, bitwise resume after a kill, DDP."""
+import hashlib
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import ENV, ctc, write_params
+from ctcoupling import optim, training
+from ctcoupling import params as P
+from ctcoupling.errors import UserError
+
+
+def test_lion_update_is_a_signed_step():
+    p = torch.nn.Parameter(torch.tensor([1.0, -2.0, 3.0]))
+    opt = optim.Lion([p], lr=0.1, betas=(0.9, 0.99))
+    p.grad = torch.tensor([0.5, -0.1, 0.0])
+    opt.step()
+    torch.testing.assert_close(p.data, torch.tensor([0.9, -1.9, 3.0]))
+    torch.testing.assert_close(opt.state[p]["exp_avg"], 0.01 * torch.tensor([0.5, -0.1, 0.0]))
+
+
+def test_learning_rate_schedules():
+    assert optim.learning_rate({"lr": 1e-3, "lr_ref_steps": None}, 10**6) == 1e-3
+    spec = {"lr": 1e-3, "lr_ref_steps": 1000}
+    assert optim.learning_rate(spec, 500) == 1e-3
+    assert math.isclose(optim.learning_rate(spec, 4000), 1e-3 / 2)
+
+
+def test_ema_decays():
+    assert optim.ema_decay({"ema": 0.999, "ema_gamma": None}, 5) == 0.999
+    assert optim.ema_decay({"ema": 0.999, "ema_gamma": 6.94}, 0) == 0.0  # first step copies the weights
+    assert math.isclose(optim.ema_decay({"ema": 0.999, "ema_gamma": 6.94}, 99), 0.99 ** 7.94)
+
+
+def _config(tmp_path, **train):
+    f = write_params(tmp_path / "p.yaml", train=train)
+    return P.experiment(P.load(f), "two_gaussians-ict-ic-s0").config
+
+
+def test_divergence_at_the_first_step_is_a_clear_error(tmp_path):
+    config = _config(tmp_path, steps=6, checkpoint_every=2)
+    x = np.full((64, 2), np.inf, dtype=np.float32)
+    state = tmp_path / "state.pt"
+    with pytest.raises(UserError, match="training diverged at step 0 .*lower train.lr"):
+        training.train(config, x, state, progress=False)
+    assert not state.exists()
+
+
+def test_nan_guard_keeps_the_last_good_state(tmp_path, monkeypatch):
+    config = _config(tmp_path, steps=8, checkpoint_every=2)
+    x = np.random.default_rng(0).standard_normal((64, 2)).astype(np.float32)
+    real = training.objectives.ICTLoss.__call__
+
+    def poisoned(self, model, x, z, step, rng):
+        loss, stats = real(self, model, x, z, step, rng)
+        return (loss * math.nan if step == 5 else loss), stats
+
+    monkeypatch.setattr(training.objectives.ICTLoss, "__call__", poisoned)
+    state = tmp_path / "state.pt"
+    with pytest.raises(UserError, match=f"diverged at step 5 .*the last good state is in {state}"):
+        training.train(config, x, state, progress=False)
+    assert torch.load(state, weights_only=True)["step"] == 4
+
+
+def _sha(path):
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@pytest.mark.slow
+def test_killed_run_resumes_bitwise_identically(tmp_path):
+    """SIGKILL a training run after its first checkpoints, resume it, compare with an uninterrupted run."""
+    train = dict(steps=2500, batch=256, checkpoint_every=100)
+    nets = dict(mlp=dict(kind="mlp", hidden=64, depth=2, emb_dim=16, dropout=0.2))  # dropout: RNG state matters
+    for d in ("a", "b"):
+        (tmp_path / d).mkdir()
+        write_params(tmp_path / d / "p.yaml", train=train, networks=nets)
+        ctc("prepare", "--params", "p.yaml", "--dataset", "two_gaussians", cwd=tmp_path / d)
+    args = ["train", "--params", "p.yaml", "--experiment", "two_gaussians-ict-ic-s0", "--quiet"]
+    ctc(*args, cwd=tmp_path / "a")
+    reference = tmp_path / "a/runs/two_gaussians-ict-ic-s0/model.pt"
+
+    run_b = tmp_path / "b/runs/two_gaussians-ict-ic-s0"
+    proc = subprocess.Popen([sys.executable, "-m", "ctcoupling", *args], cwd=tmp_path / "b", env=ENV,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.time() + 300
+    while not (run_b / "train_state.pt").exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    time.sleep(0.3)  # let it run on past the checkpoint
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL, "the run finished before it could be killed"
+    assert not (run_b / "model.pt").exists()
+    saved = torch.load(run_b / "train_state.pt", weights_only=True)["step"]
+    assert 0 < saved < train["steps"]
+
+    resumed = ctc(*args, "--resume", cwd=tmp_path / "b")
+    assert f"resuming from step {saved} of {train['steps']}" in resumed.stderr
+    assert _sha(run_b / "model.pt") == _sha(reference)
+    assert (run_b / "train_log.csv").read_text() == (reference.parent / "train_log.csv").read_text()
+    assert not (run_b / "train_state.pt").exists()
+
+
+def test_resume_refuses_a_state_from_other_settings(tmp_path):
+    config = _config(tmp_path, steps=6, checkpoint_every=2)
+    x = np.random.default_rng(0).standard_normal((64, 2)).astype(np.float32)
+    state = tmp_path / "state.pt"
+    training.train(config, x, state, progress=False)
+    assert state.exists()
+    config["train"] = dict(config["train"], lr=0.5)
+    with pytest.raises(UserError, match="saved with other settings"):
+        training.train(config, x, state, resume=True, progress=False)
+
+
+@pytest.mark.slow
+def test_ddp_two_ranks_match_one_process(tmp_path):
+    """torchrun with 2 CPU ranks (gloo) on the same global batch equals a 1-process run."""
+    train = dict(steps=30, batch=64, checkpoint_every=1000)
+    for d in ("one", "two"):
+        (tmp_path / d).mkdir()
+        write_params(tmp_path / d / "p.yaml", train=train)
+        ctc("prepare", "--params", "p.yaml", "--dataset", "two_gaussians", cwd=tmp_path / d)
+    args = ["-m", "ctcoupling", "train", "--params", "p.yaml", "--experiment", "two_gaussians-ict-ic-s0",
+            "--quiet", "--device", "cpu"]
+    subprocess.run([sys.executable, *args], cwd=tmp_path / "one", env=ENV, check=True, capture_output=True)
+    p = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                        *args], cwd=tmp_path / "two", env=dict(ENV, OMP_NUM_THREADS="1"), capture_output=True,
+                       text=True)
+    assert p.returncode == 0, p.stderr[-3000:]
+    a = torch.load(tmp_path / "one/runs/two_gaussians-ict-ic-s0/model.pt", weights_only=True)
+    b = torch.load(tmp_path / "two/runs/two_gaussians-ict-ic-s0/model.pt", weights_only=True)
+    for k in a["model"]:
+        torch.testing.assert_close(b["model"][k], a["model"][k], atol=1e-5, rtol=1e-4)
+    torch.manual_seed(a["config"]["seed"])  # the initialisation both runs started from
+    init = training.build_model(a["config"], (2,)).state_dict()
+    assert sum((a["model"][k] - init[k]).abs().sum() for k in init) > 0.1  # training really moved the weights
