@@ -20,8 +20,8 @@ def test_shipped_params_are_valid(name):
 def test_grid_expands_to_cartesian_blocks():
     params = load("default.yaml")
     exps = P.experiments(params)
-    block = params["grid"][0]
-    assert len(exps) == len(block["dataset"]) * len(block["objective"]) * len(block["coupling"]) * len(block["seed"])
+    sizes = [len(b["dataset"]) * len(b["objective"]) * len(b["coupling"]) * len(b["seed"]) for b in params["grid"]]
+    assert len(exps) == sum(sizes)
     assert len({e.name for e in exps}) == len(exps)
     e = exps[0]
     assert e.name == f"{e.dataset}-{e.objective}-{e.coupling}-s{e.seed}"
@@ -48,8 +48,8 @@ def test_override_can_switch_network():
     params["networks"]["wide"] = dict(params["networks"]["mlp"], hidden=64)
     params["overrides"]["wide_net"] = {"match": {"dataset": ["two_gaussians"]}, "set": {"train": {"network": "wide"}}}
     P.validate(params)
-    nets = {e.dataset: e.config["network"]["hidden"] for e in P.experiments(params)}
-    assert nets == {"two_gaussians": 64, "checkerboard": params["networks"]["mlp"]["hidden"]}
+    nets = {e.dataset: e.config["network"].get("hidden") for e in P.experiments(params)}
+    assert nets == {"two_gaussians": 64, "checkerboard": params["networks"]["mlp"]["hidden"], "digits": None}
     keys = P.stage_param_keys(params, "train", "two_gaussians-ict-ic-s0")
     assert "networks.wide" in keys and "overrides.wide_net.set.train" in keys
 

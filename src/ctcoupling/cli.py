@@ -30,6 +30,23 @@ def _setup(params_path: str, torch_needed: bool = False) -> dict:
     return params
 
 
+def _device(name: str) -> str:
+    """'auto' is this rank's GPU when there is one (LOCAL_RANK under torchrun), else the CPU."""
+    import os
+
+    import torch
+
+    if name != "auto":
+        if name.startswith("cuda") and not torch.cuda.is_available():
+            raise UserError(f"--device {name}: no CUDA device is visible; use --device cpu")
+        return name
+    if torch.cuda.is_available():
+        local = int(os.environ.get("LOCAL_RANK", "0"))
+        torch.cuda.set_device(local)
+        return f"cuda:{local}"
+    return "cpu"
+
+
 def _cmd_prepare(a):
     from . import stages
 
@@ -39,13 +56,15 @@ def _cmd_prepare(a):
 def _cmd_train(a):
     from . import stages
 
-    stages.train(_setup(a.params, torch_needed=True), a.experiment, a.params, progress=not a.quiet)
+    stages.train(_setup(a.params, torch_needed=True), a.experiment, a.params, progress=not a.quiet,
+                 resume=a.resume, device=_device(a.device))
 
 
 def _cmd_sample(a):
     from . import stages
 
-    stages.sample(_setup(a.params, torch_needed=True), a.experiment, a.params, progress=not a.quiet)
+    stages.sample(_setup(a.params, torch_needed=True), a.experiment, a.params, progress=not a.quiet,
+                  device=_device(a.device))
 
 
 def _cmd_evaluate(a):
@@ -75,6 +94,15 @@ def _cmd_dag(a):
     print(f"wrote {out}")
 
 
+def _cmd_describe(a):
+    import json
+
+    from . import describe
+
+    rows = describe.describe(_setup(a.params, torch_needed=True), a.experiment)
+    print(json.dumps(rows, indent=2) if a.json else describe.text(rows, a.params))
+
+
 def _cmd_validate(a):
     from . import params as P
 
@@ -102,13 +130,16 @@ def parser() -> argparse.ArgumentParser:
             s.add_argument("--dataset", required=True, help="data set name under `datasets` in the params")
         if quiet:
             s.add_argument("--quiet", action="store_true", help="no progress bar")
+            s.add_argument("--device", default="auto", help="auto (GPU when present), cpu, cuda, cuda:N")
         s.set_defaults(func=func)
         return s
 
     add("prepare", _cmd_prepare, "prepare one data set: data/DATASET.npz and its manifest data/DATASET.json",
         dataset=True)
-    add("train", _cmd_train, "train one experiment: runs/EXP/model.pt, train_log.csv, train.json",
-        experiment=True, quiet=True)
+    t = add("train", _cmd_train, "train one experiment: runs/EXP/model.pt, train_log.csv, train.json "
+            "(multi-GPU: torchrun --nproc_per_node N -m ctcoupling train ...)", experiment=True, quiet=True)
+    t.add_argument("--resume", action="store_true",
+                   help="continue from runs/EXP/train_state.pt (written every train.checkpoint_every steps)")
     add("sample", _cmd_sample, "draw samples from a trained experiment: runs/EXP/samples.npz, sample.json",
         experiment=True, quiet=True)
     add("evaluate", _cmd_evaluate, "score an experiment's samples against held-out data: runs/EXP/eval.json",
@@ -117,6 +148,9 @@ def parser() -> argparse.ArgumentParser:
     d = add("dag", _cmd_dag, "write dvc.yaml for a params file (the same DAG as the Snakefile)")
     d.add_argument("--output", default="dvc.yaml", help="where to write (default: dvc.yaml)")
     d.add_argument("--check", action="store_true", help="fail if the file is not what would be written")
+    ds = add("describe", _cmd_describe, "what each experiment will train: parameter counts, schedule, settings")
+    ds.add_argument("--experiment", help="only this experiment (default: all)")
+    ds.add_argument("--json", action="store_true", help="machine-readable output")
     v = add("validate", _cmd_validate, "check a params file against the schema and expand its grid")
     v.add_argument("--list", action="store_true", help="print the experiment names")
     return p

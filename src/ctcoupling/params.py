@@ -17,6 +17,7 @@ from pathlib import Path
 import jsonschema
 import yaml
 
+from .data import TOY_SOURCES
 from .errors import UserError
 
 AXES = ("dataset", "objective", "coupling", "seed")
@@ -78,6 +79,15 @@ def validate(params: dict, source: str = "params") -> dict:
         if name not in params["networks"]:
             raise UserError(f"{source}: key 'train.network': unknown network '{name}' "
                             f"(defined under networks: {', '.join(sorted(params['networks']))})")
+    for e in experiments(params):
+        sample = e.config["sample"]
+        if len(sample["t_mid"]) != sample["steps"] - 1:
+            raise UserError(f"{source}: key 'sample.t_mid' of experiment {e.name}: {len(sample['t_mid'])} times "
+                            f"for {sample['steps']} steps (give steps - 1 intermediate times)")
+        if any(b >= a for a, b in zip(sample["t_mid"], sample["t_mid"][1:])) or any(
+                t >= e.config["objective"]["kernel"]["sigma_max"] for t in sample["t_mid"]):
+            raise UserError(f"{source}: key 'sample.t_mid' of experiment {e.name}: times must decrease "
+                            "and stay below sigma_max")
     return params
 
 
@@ -164,6 +174,11 @@ def experiment(params: dict, name: str, source: str = "params") -> Experiment:
 
 def dataset_names(params: dict) -> list[str]:
     return list(params["datasets"])
+
+
+def is_2d(params: dict, dataset: str) -> bool:
+    """Toy point sets (plotted as scatter) as opposed to images (plotted as grids)."""
+    return params["datasets"][dataset]["source"] in TOY_SOURCES
 
 
 def stage_param_keys(params: dict, stage: str, target: str) -> list[str]:

@@ -29,13 +29,17 @@ def run_file(exp: str, name: str) -> str:
 
 
 TRAIN_OUTS = ("model.pt", "train_log.csv", "train.json")
-SAMPLE_OUTS = ("samples.npz", "sample.json")
+SAMPLE_OUTS = ("samples.npz", "samples.png", "sample.json")
 EVALUATE_OUTS = ("eval.json",)
-REPORT_OUTS = ("results.csv", "results.md", "samples.png", "metrics.json", "provenance.json")
+REPORT_OUTS = ("results.csv", "results.md", "metrics.json", "provenance.json")
 
 
-def report_outs() -> list[str]:
-    return [f"{ANALYSIS_DIR}/{n}" for n in REPORT_OUTS]
+def report_outs(params: dict) -> list[str]:
+    """Tables, plus one figure for the 2-D sets and one sample-grid figure per image data set."""
+    used = {e.dataset for e in P.experiments(params)}
+    figures = ["samples_2d.png"] if any(P.is_2d(params, ds) for ds in used) else []
+    figures += [f"samples_{ds}.png" for ds in P.dataset_names(params) if ds in used and not P.is_2d(params, ds)]
+    return [f"{ANALYSIS_DIR}/{n}" for n in REPORT_OUTS + tuple(figures)]
 
 
 @dataclass
@@ -57,8 +61,9 @@ def stages(params: dict, params_path: str) -> list[Stage]:
     evals = []
     for e in P.experiments(params):
         x = e.name
+        init = [e.config["train"]["init"]] if e.config["train"]["init"] else []
         out.append(Stage(f"train-{x}", f"{CMD} train --params {params_path} --experiment {x}",
-                         deps=[data_npz(e.dataset)], outs=[run_file(x, n) for n in TRAIN_OUTS],
+                         deps=[data_npz(e.dataset)] + init, outs=[run_file(x, n) for n in TRAIN_OUTS],
                          params=P.stage_param_keys(params, "train", x)))
         out.append(Stage(f"sample-{x}", f"{CMD} sample --params {params_path} --experiment {x}",
                          deps=[run_file(x, "model.pt")], outs=[run_file(x, n) for n in SAMPLE_OUTS],
@@ -71,7 +76,7 @@ def stages(params: dict, params_path: str) -> list[Stage]:
     out.append(Stage("report", f"{CMD} report --params {params_path}",
                      deps=evals + [data_npz(ds) for ds in P.dataset_names(params)] +
                      [run_file(e.name, "samples.npz") for e in P.experiments(params)],
-                     outs=[], uncached=report_outs(), params=P.stage_param_keys(params, "report", "")))
+                     outs=[], uncached=report_outs(params), params=P.stage_param_keys(params, "report", "")))
     return out
 
 

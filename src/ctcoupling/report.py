@@ -31,7 +31,7 @@ def summary_table(table: pd.DataFrame) -> pd.DataFrame:
     out = g.size().rename("seeds").reset_index()
     for c in metric_cols:
         out[f"{c}_mean"] = g[c].mean().values
-        out[f"{c}_std"] = g[c].std(ddof=1).fillna(0.0).values
+        out[f"{c}_std"] = g[c].std(ddof=1).values  # NaN with one seed: no spread to report
     return out
 
 
@@ -47,10 +47,12 @@ def markdown(table: pd.DataFrame, summary: pd.DataFrame, source: str) -> str:
     metric_cols = [c[:-5] for c in summary.columns if c.endswith("_mean")]
     shown = summary[GROUP + ["seeds"]].copy()
     for c in metric_cols:
-        shown[c] = [f"{m:.4f} ± {s:.4f}" for m, s in zip(summary[f"{c}_mean"], summary[f"{c}_std"])]
+        shown[c] = [f"{m:.4f}" if np.isnan(s) else f"{m:.4f} ± {s:.4f}"
+                    for m, s in zip(summary[f"{c}_mean"], summary[f"{c}_std"])]
     return (f"# Results ({source})\n\n"
             "W2: exact 2-Wasserstein distance between generated samples and held-out data "
-            "(Hungarian matching; lower is better). NFE: network evaluations per sample.\n\n"
+            "(Hungarian matching; lower is better; in pixel space for images). NFE: network evaluations "
+            "per sample. ± is the sample std over seeds (none with one seed).\n\n"
             "## Mean ± std over seeds\n\n" + _md(shown) + "\n\n## Per experiment\n\n" + _md(table) + "\n")
 
 
@@ -58,17 +60,18 @@ def metrics_json(summary: pd.DataFrame) -> dict:
     out = {}
     for _, r in summary.iterrows():
         key = f"{r['dataset']}/{r['objective']}/{r['coupling']}/nfe{r['nfe']}"
-        out[key] = {c: float(r[c]) for c in summary.columns if c.endswith(("_mean", "_std"))}
+        out[key] = {c: None if np.isnan(r[c]) else float(r[c]) for c in summary.columns
+                    if c.endswith(("_mean", "_std"))}
     return out
 
 
 def samples_figure(params: dict, points: dict[str, np.ndarray], refs: dict[str, np.ndarray]) -> bytes:
     """One panel per (2-D data set, objective, coupling): held-out data in grey, the lowest seed's samples on top."""
-    from .params import experiments
+    from .params import experiments, is_2d
 
     first = {}
     for e in experiments(params):
-        if refs[e.dataset].ndim == 2 and refs[e.dataset].shape[1] == 2:
+        if is_2d(params, e.dataset):
             key = (e.dataset, e.objective, e.coupling)
             if key not in first or e.seed < first[key].seed:
                 first[key] = e
@@ -89,6 +92,47 @@ def samples_figure(params: dict, points: dict[str, np.ndarray], refs: dict[str, 
             ax.set(xlim=(-1.5, 1.5), ylim=(-1.5, 1.5), aspect="equal", title=f"{ds}\n{obj} / {cpl}")
             ax.tick_params(labelsize=7)
     axes[0, 0].legend(loc="lower left", fontsize=6, markerscale=3)
+    fig.tight_layout()
+    return _png(fig)
+
+
+def image_grids_figure(params: dict, dataset: str, points: dict[str, np.ndarray], ref: np.ndarray) -> bytes:
+    """Held-out images next to the lowest seed's samples of every (objective, coupling) on one image set."""
+    from .params import experiments
+    from .sampling import image_grid
+
+    first = {}
+    for e in experiments(params):
+        if e.dataset == dataset and ((e.objective, e.coupling) not in first or e.seed < first[(e.objective, e.coupling)].seed):
+            first[(e.objective, e.coupling)] = e
+    k = min(64, params["report"]["figure_points"])
+    panels = [("held-out data", ref[:k])] + [
+        (f"{obj} / {cpl} (seed {e.seed})", points[e.name][:k]) for (obj, cpl), e in sorted(first.items())]
+    fig, axes = plt.subplots(1, len(panels), figsize=(3 * len(panels), 3.3), squeeze=False)
+    for ax, (title, imgs) in zip(axes[0], panels):
+        grid = image_grid(imgs)
+        ax.imshow(grid.squeeze(-1) if grid.shape[-1] == 1 else grid, cmap="gray", vmin=0, vmax=255,
+                  interpolation="nearest")
+        ax.set_title(f"{dataset}\n{title}", fontsize=8)
+        ax.axis("off")
+    fig.tight_layout()
+    return _png(fig)
+
+
+def preview_png(x: np.ndarray, title: str) -> bytes:
+    """A quick look at one experiment's samples: an image grid, or a scatter of 2-D points."""
+    from .sampling import image_grid
+
+    fig, ax = plt.subplots(figsize=(3.5, 3.5))
+    if x.ndim == 4:
+        grid = image_grid(x[:64])
+        ax.imshow(grid.squeeze(-1) if grid.shape[-1] == 1 else grid, cmap="gray", vmin=0, vmax=255,
+                  interpolation="nearest")
+        ax.axis("off")
+    else:
+        ax.scatter(*x[:2048, :2].T, s=2)
+        ax.set(xlim=(-1.5, 1.5), ylim=(-1.5, 1.5), aspect="equal")
+    ax.set_title(title, fontsize=8)
     fig.tight_layout()
     return _png(fig)
 

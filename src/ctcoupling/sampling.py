@@ -1,6 +1,11 @@
-"""Sampling from a consistency model (METHODS 5): one step x = f(sigma_max z, sigma_max)."""
+"""Sampling from a consistency model (METHODS 5).
+
+1 step: x = f(sigma_max z, sigma_max). Multi-step: then, for each t in t_mid (decreasing),
+x = f(kernel(x, t, n), t) with fresh noise n.
+"""
 from __future__ import annotations
 
+import numpy as np
 import torch
 from tqdm import tqdm
 
@@ -8,20 +13,36 @@ from .kernels import ConsistencyModel
 
 
 @torch.no_grad()
-def one_step(model: ConsistencyModel, z: torch.Tensor) -> torch.Tensor:
-    s_max = model.kernel.sigma_max
-    return model(s_max * z, torch.full((len(z),), s_max))
+def multistep(model: ConsistencyModel, z: torch.Tensor, t_mid=(), generator: torch.Generator | None = None):
+    kernel = model.kernel
+    n = len(z)
+    x = model(kernel.sigma_max * z, torch.full((n,), kernel.sigma_max, device=z.device))
+    for t in t_mid:
+        noise = torch.randn(z.shape, generator=generator).to(z.device)
+        sigma = torch.full((n,), float(t), device=z.device)
+        x = model(kernel.perturb(x, sigma, noise), sigma)
+    return x
 
 
 @torch.no_grad()
-def generate(model: ConsistencyModel, n: int, shape: tuple[int, ...], batch: int, seed: int,
-             steps: int = 1, progress: bool = True) -> torch.Tensor:
-    """n samples in batches; the noise comes from one generator seeded by `seed`."""
-    if steps != 1:
-        raise ValueError("only 1-step sampling is implemented")
+def generate(model: ConsistencyModel, n: int, shape: tuple[int, ...], batch: int, seed: int, t_mid=(),
+             progress: bool = True, device: str | torch.device = "cpu") -> torch.Tensor:
+    """n samples in batches with 1 + len(t_mid) network evaluations each, from one seeded generator."""
     gen = torch.Generator().manual_seed(seed)
+    model = model.to(device)
     out = []
     for start in tqdm(range(0, n, batch), desc="sample", disable=not progress, mininterval=1.0):
-        z = torch.randn((min(batch, n - start), *shape), generator=gen)
-        out.append(one_step(model, z))
+        z = torch.randn((min(batch, n - start), *shape), generator=gen).to(device)
+        out.append(multistep(model, z, t_mid, gen).cpu())
     return torch.cat(out)
+
+
+def image_grid(images: np.ndarray, cols: int = 8) -> np.ndarray:
+    """uint8 (N, C, H, W) images tiled into one (rows*H, cols*W, C) array with a 1-pixel border."""
+    n, c, h, w = images.shape
+    rows = -(-n // cols)
+    grid = np.zeros((rows * (h + 1) + 1, cols * (w + 1) + 1, c), dtype=np.uint8)
+    for i, img in enumerate(images):
+        r, k = divmod(i, cols)
+        grid[1 + r * (h + 1):1 + r * (h + 1) + h, 1 + k * (w + 1):1 + k * (w + 1) + w] = img.transpose(1, 2, 0)
+    return grid

@@ -16,7 +16,7 @@ import numpy as np
 from . import artifacts, data
 from . import params as P
 from .errors import UserError
-from .pipeline import ANALYSIS_DIR, data_manifest, data_npz, run_file
+from .pipeline import ANALYSIS_DIR, data_manifest, data_npz, report_outs, run_file
 
 
 def _say(msg: str) -> None:
@@ -49,28 +49,35 @@ def _experiment(params: dict, name: str, source: str) -> P.Experiment:
     return P.experiment(params, name, source)
 
 
-def train(params: dict, name: str, source: str, progress: bool = True) -> None:
-    exp = _experiment(params, name, source)
+def train(params: dict, name: str, source: str, progress: bool = True, resume: bool = False,
+          device: str = "cpu") -> None:
     from . import training
 
+    exp = _experiment(params, name, source)
     d = data.load_prepared(data_npz(exp.dataset))
+    state_path = Path(run_file(name, "train_state.pt"))
     t0 = time.perf_counter()
-    ckpt, log = training.train(exp.config, data.to_model_space(d["x_train"]), progress)
-    ckpt["data_dtype"] = str(d["x_train"].dtype)
+    ckpt, log = training.train(exp.config, data.to_model_space(d["x_train"]), state_path, resume, progress, device)
     wall_s = time.perf_counter() - t0
+    rank, _ = training.distributed()
+    if rank != 0:
+        return
+    ckpt["data_dtype"] = str(d["x_train"].dtype)
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=list(log[0]), lineterminator="\n")
     writer.writeheader()
     writer.writerows(log)
     artifacts.write_torch(run_file(name, "model.pt"), ckpt)
     artifacts.write_text(run_file(name, "train_log.csv"), buf.getvalue())
+    inputs = [data_npz(exp.dataset)] + ([exp.config["train"]["init"]] if exp.config["train"]["init"] else [])
     artifacts.write_json(run_file(name, "train.json"), {
         "experiment": name,
         "final_loss": log[-1]["loss"],
-        "parameters": sum(v.numel() for k, v in ckpt["model"].items()),
+        "parameters": sum(v.numel() for k, v in ckpt["model"].items() if not k.endswith("resample_filter")),
         "provenance": artifacts.provenance("train", {"experiment": exp.config, "overrides": list(exp.overrides),
-                                                     "threads": params["threads"]}, [data_npz(exp.dataset)]),
+                                                     "threads": params["threads"]}, inputs),
     })
+    state_path.unlink(missing_ok=True)  # the run is complete; its final weights are in model.pt
     steps = exp.config["train"]["steps"]
     _say(f"trained {name}: {steps} steps in {wall_s:.1f} s ({steps / wall_s:.1f} it/s), final loss {log[-1]['loss']:.4g}")
 
@@ -86,7 +93,8 @@ def load_checkpoint(path: str) -> dict:
         raise UserError(f"{path}: unreadable checkpoint ({type(e).__name__}); train again") from None
 
 
-def sample(params: dict, name: str, source: str, progress: bool = True) -> None:
+def sample(params: dict, name: str, source: str, progress: bool = True, device: str = "cpu") -> None:
+    from . import report as report_mod
     from . import sampling, training
 
     exp = _experiment(params, name, source)
@@ -94,12 +102,13 @@ def sample(params: dict, name: str, source: str, progress: bool = True) -> None:
     ckpt = load_checkpoint(run_file(name, "model.pt"))
     model = training.load_model(ckpt, spec["use_ema"])
     x = sampling.generate(model, spec["n"], tuple(ckpt["data_shape"]), spec["batch"],
-                          exp.seed + spec["seed_offset"], spec["steps"], progress).numpy()
+                          exp.seed + spec["seed_offset"], spec["t_mid"], progress, device).numpy()
     if ckpt["data_dtype"] == "uint8":
         x = data.to_uint8(x)
     artifacts.write_npz(run_file(name, "samples.npz"), {"x": x})
+    artifacts.write_bytes(run_file(name, "samples.png"), report_mod.preview_png(x, name))
     artifacts.write_json(run_file(name, "sample.json"), {
-        "experiment": name, "n": len(x), "nfe": spec["steps"],
+        "experiment": name, "n": len(x), "nfe": spec["steps"], "t_mid": spec["t_mid"],
         "provenance": artifacts.provenance("sample", {"sample": spec}, [run_file(name, "model.pt")]),
     })
     _say(f"sampled {name}: {len(x)} samples, {spec['steps']} step(s)")
@@ -149,8 +158,13 @@ def report(params: dict, source: str) -> None:
     artifacts.write_text(out / "results.csv", table.to_csv(index=False, lineterminator="\n"))
     artifacts.write_text(out / "results.md", report_mod.markdown(table, summary, source))
     artifacts.write_json(out / "metrics.json", report_mod.metrics_json(summary))
-    artifacts.write_bytes(out / "samples.png", report_mod.samples_figure(params, points, refs))
+    for path in report_outs(params):
+        if path.endswith("samples_2d.png"):
+            artifacts.write_bytes(path, report_mod.samples_figure(params, points, refs))
+        elif "/samples_" in path:
+            ds = Path(path).stem[len("samples_"):]
+            artifacts.write_bytes(path, report_mod.image_grids_figure(params, ds, points, refs[ds]))
     artifacts.write_json(out / "provenance.json", artifacts.provenance(
         "report", {"grid": params["grid"], "report": params["report"]},
         [run_file(e.name, "eval.json") for e in P.experiments(params)]))
-    _say(f"report: {len(rows)} experiments -> {out}/results.md, {out}/samples.png")
+    _say(f"report: {len(rows)} experiments -> {out}/")

@@ -5,7 +5,7 @@ rule report:
         samples=[L.run_file(x, "samples.npz") for x in EXPERIMENTS],
         data=[L.data_npz(d) for d in PARAMS["datasets"]],
     output:
-        L.report_outs(),
+        L.report_outs(PARAMS),
     params:
         cmd=CMD,
         file=PARAMS_FILE,

@@ -25,6 +25,7 @@ rule sample:
         "runs/{experiment}/model.pt",
     output:
         samples="runs/{experiment}/samples.npz",
+        preview="runs/{experiment}/samples.png",
         record="runs/{experiment}/sample.json",
     params:
         cmd=CMD,
