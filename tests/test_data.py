@@ -168,3 +168,55 @@ def test_missing_prepared_data_is_one_line(tmp_path):
     assert p.returncode == 2 and "Traceback" not in p.stderr
     assert p.stderr.strip() == ("error: data/two_gaussians.npz: prepared data set not found; "
                                 "run `ctcoupling prepare` first")
+
+
+def _idx(a: np.ndarray) -> bytes:
+    import struct
+
+    return bytes([0, 0, 8, a.ndim]) + b"".join(struct.pack(">I", d) for d in a.shape) + a.astype(np.uint8).tobytes()
+
+
+def _fashion_dir(tmp_path, truncate=False):
+    import gzip
+
+    rng = np.random.default_rng(0)
+    arrays = {"train-images-idx3-ubyte.gz": rng.integers(0, 256, (6, 28, 28)),
+              "train-labels-idx1-ubyte.gz": rng.integers(0, 10, 6),
+              "t10k-images-idx3-ubyte.gz": rng.integers(0, 256, (2, 28, 28)),
+              "t10k-labels-idx1-ubyte.gz": rng.integers(0, 10, 2)}
+    for name, a in arrays.items():
+        blob = _idx(a)
+        (tmp_path / name).write_bytes(gzip.compress(blob[:-5] if truncate and "t10k-images" in name else blob))
+    return arrays
+
+
+def test_fashion_mnist_reads_official_idx_files(tmp_path):
+    arrays = _fashion_dir(tmp_path)
+    got = data.build({"source": "fashion_mnist", "path": str(tmp_path), "check_md5": False})
+    assert got["x_train"].shape == (6, 1, 28, 28) and got["x_train"].dtype == np.uint8
+    assert np.array_equal(got["x_test"][:, 0], arrays["t10k-images-idx3-ubyte.gz"])
+    assert np.array_equal(got["y_train"], arrays["train-labels-idx1-ubyte.gz"])
+    with pytest.raises(UserError, match="md5 does not match the official file"):
+        data.build({"source": "fashion_mnist", "path": str(tmp_path)})
+
+
+def test_fashion_mnist_truncated_idx(tmp_path):
+    _fashion_dir(tmp_path, truncate=True)
+    with pytest.raises(UserError, match="t10k-images-idx3-ubyte.gz: 1563 bytes of data for shape \\(2, 28, 28\\); the file is truncated"):
+        data.build({"source": "fashion_mnist", "path": str(tmp_path), "check_md5": False})
+
+
+def test_npz_source_checks_shape_and_hash(tmp_path):
+    import hashlib
+
+    from ctcoupling import artifacts
+
+    x = np.zeros((3, 3, 4, 4), np.uint8)
+    artifacts.write_npz(tmp_path / "s.npz", {"x_train": x, "x_test": x[:1]})
+    sha = hashlib.sha256((tmp_path / "s.npz").read_bytes()).hexdigest()
+    got = data.build({"source": "npz", "path": str(tmp_path / "s.npz"), "shape": [3, 4, 4], "sha256": sha})
+    assert got["x_train"].shape == (3, 3, 4, 4)
+    with pytest.raises(UserError, match="images of shape \\(3, 4, 4\\), but params say shape \\[3, 8, 8\\]"):
+        data.build({"source": "npz", "path": str(tmp_path / "s.npz"), "shape": [3, 8, 8]})
+    with pytest.raises(UserError, match="sha256 does not match"):
+        data.build({"source": "npz", "path": str(tmp_path / "s.npz"), "shape": [3, 4, 4], "sha256": "0" * 64})

@@ -193,6 +193,68 @@ def cifar10(path: Path, md5: str = CIFAR10_MD5, allow_download: bool = False) ->
 
 
 # ---------------------------------------------------------------------------------------------
+# Fashion-MNIST from the official IDX files; any other image set as a user-prepared .npz.
+
+FASHION_MNIST_FILES = {  # name -> md5 of the official gzip files
+    "train-images-idx3-ubyte.gz": "8d4fb7e6c68d591d4c3dfef9ec88bf0d",
+    "train-labels-idx1-ubyte.gz": "25c81989df183df01b3e8a0aad5dffbe",
+    "t10k-images-idx3-ubyte.gz": "bef4ecab320f06d8554ea6380940ec79",
+    "t10k-labels-idx1-ubyte.gz": "bb300cfdad3c16e7a12a480ee83cd310",
+}
+
+
+def read_idx(blob: bytes, name: str) -> np.ndarray:
+    """An IDX array (the MNIST family's format): magic 0x0000 0x08 ndim, big-endian dims, uint8 data."""
+    if len(blob) < 4 or blob[:3] != b"\x00\x00\x08":
+        raise UserError(f"{name}: not an IDX file of unsigned bytes")
+    ndim = blob[3]
+    dims = tuple(int(d) for d in np.frombuffer(blob, dtype=">u4", count=ndim, offset=4))
+    data = np.frombuffer(blob, dtype=np.uint8, offset=4 + 4 * ndim)
+    if data.size != int(np.prod(dims)):
+        raise UserError(f"{name}: {data.size} bytes of data for shape {dims}; the file is truncated")
+    return data.reshape(dims)
+
+
+def fashion_mnist(directory: Path, check_md5: bool = True) -> dict[str, np.ndarray]:
+    """x_train (60000, 1, 28, 28) uint8, y_train, x_test (10000, ...), y_test from the four official files."""
+    import gzip
+
+    directory = Path(directory).expanduser()
+    arrays = {}
+    for fname, md5 in FASHION_MNIST_FILES.items():
+        f = directory / fname
+        if not f.is_file():
+            raise UserError(f"{f}: Fashion-MNIST file not found; put the four official *-ubyte.gz files there")
+        if check_md5 and md5_file(f) != md5:
+            raise UserError(f"{f}: md5 does not match the official file ({md5}); download it again")
+        try:
+            blob = gzip.decompress(f.read_bytes())
+        except (OSError, EOFError, zlib.error) as e:
+            raise UserError(f"{f}: truncated or corrupt gzip file ({e})") from None
+        split = "train" if fname.startswith("train") else "test"
+        a = read_idx(blob, str(f))
+        arrays[("x_" if "images" in fname else "y_") + split] = a[:, None] if a.ndim == 3 else a.astype(np.int64)
+    return arrays
+
+
+def image_npz(path: Path, sha256: str | None = None) -> dict[str, np.ndarray]:
+    """A user-prepared image set (e.g. FFHQ 64x64): .npz with uint8 x_train (N, C, H, W) and x_test."""
+    import hashlib
+
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise UserError(f"{path}: image archive not found; write an .npz with uint8 x_train and x_test (N, C, H, W)")
+    if sha256 and hashlib.sha256(path.read_bytes()).hexdigest() != sha256:
+        raise UserError(f"{path}: sha256 does not match the one in params ({sha256})")
+    arrays = load_prepared(path)
+    for key in ("x_train", "x_test"):
+        a = arrays.get(key)
+        if a is None or a.dtype != np.uint8 or a.ndim != 4:
+            raise UserError(f"{path}: needs '{key}' as uint8 of shape (N, C, H, W)")
+    return arrays
+
+
+# ---------------------------------------------------------------------------------------------
 # One entry point per data set spec (params `datasets.<name>`).
 
 
@@ -209,7 +271,24 @@ def build(spec: dict) -> dict[str, np.ndarray]:
         return {"x_train": images[tr], "y_train": labels[tr], "x_test": images[te], "y_test": labels[te]}
     if source == "cifar10":
         return cifar10(Path(spec["path"]), spec.get("md5", CIFAR10_MD5), spec.get("download", False))
+    if source == "fashion_mnist":
+        return fashion_mnist(Path(spec["path"]), spec.get("check_md5", True))
+    if source == "npz":
+        arrays = image_npz(Path(spec["path"]), spec.get("sha256"))
+        if list(arrays["x_train"].shape[1:]) != list(spec["shape"]):
+            raise UserError(f"{spec['path']}: images of shape {arrays['x_train'].shape[1:]}, but params say "
+                            f"shape {spec['shape']}")
+        return arrays
     raise ValueError(f"unknown source {source!r}")
+
+
+def source_files(spec: dict) -> list[Path]:
+    """The local files a data set is prepared from (hashed into its provenance)."""
+    if spec["source"] in ("cifar10", "npz"):
+        return [Path(spec["path"]).expanduser()]
+    if spec["source"] == "fashion_mnist":
+        return [Path(spec["path"]).expanduser() / f for f in FASHION_MNIST_FILES]
+    return []
 
 
 def load_prepared(path: str | Path) -> dict[str, np.ndarray]:
