@@ -44,10 +44,13 @@ class ICTLoss:
         self.s0, self.s1, self.P_mean, self.P_std = s0, s1, P_mean, P_std
         self.huber_c, self.huber_per_element = huber_c, huber_per_element
 
+    def K_prime(self) -> int:
+        """K' = floor(K / (log2(floor(s1/s0)) + 1)): steps per doubling of N."""
+        return max(1, math.floor(self.total_steps / (math.log2(math.floor(self.s1 / self.s0)) + 1)))
+
     def num_scales(self, step: int) -> int:
-        """N(k) = min(s0 * 2^floor(k/K'), s1) + 1, K' = floor(K / (log2(floor(s1/s0)) + 1))."""
-        K_prime = max(1, math.floor(self.total_steps / (math.log2(math.floor(self.s1 / self.s0)) + 1)))
-        return min(self.s0 * 2 ** (step // K_prime), self.s1) + 1
+        """N(k) = min(s0 * 2^floor(k/K'), s1) + 1."""
+        return min(self.s0 * 2 ** (step // self.K_prime()), self.s1) + 1
 
     def index_probs(self, sigmas: torch.Tensor) -> torch.Tensor:
         """p(i) over i = 0..N-2, proportional to the lognormal mass between sigma_i and sigma_{i+1}."""
@@ -73,14 +76,14 @@ class ICTLoss:
 
     def summary(self) -> list[str]:
         """The curriculum as (N, first step, last step) lines."""
-        rows, step = [], 0
-        while step < self.total_steps:
-            N, end = self.num_scales(step), step
-            while end + 1 < self.total_steps and self.num_scales(end + 1) == N:
-                end += 1
-            rows.append(f"N = {N:5d} for steps {step}-{end}")
-            step = end + 1
-        return rows
+        spans = []  # [N, first, last], merging the doublings after N saturates at s1 + 1
+        for first in range(0, self.total_steps, self.K_prime()):
+            N, last = self.num_scales(first), min(first + self.K_prime(), self.total_steps) - 1
+            if spans and spans[-1][0] == N:
+                spans[-1][2] = last
+            else:
+                spans.append([N, first, last])
+        return [f"N = {N:5d} for steps {a}-{b}" for N, a, b in spans]
 
 
 class ECTLoss:
