@@ -14,6 +14,22 @@ from .errors import UserError
 DEFAULT_PARAMS = "params/default.yaml"
 
 
+def enable_fast_cuda() -> None:
+    """On GPUs: TF32 matmuls and convolutions; determinism is asked for but only warned about, since
+    some CUDA kernels have no deterministic version (bitwise reproducibility is promised on CPU)."""
+    import os
+
+    import torch
+
+    if torch.cuda.is_available():
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+        torch.use_deterministic_algorithms(True, warn_only=True)
+    else:
+        torch.use_deterministic_algorithms(True)
+
+
 def _setup(params_path: str, torch_needed: bool = False) -> dict:
     """Load params and fix the thread count (BLAS always, torch when the stage uses it)."""
     from threadpoolctl import threadpool_limits
@@ -26,7 +42,7 @@ def _setup(params_path: str, torch_needed: bool = False) -> dict:
         import torch
 
         torch.set_num_threads(params["threads"])
-        torch.use_deterministic_algorithms(True)
+        enable_fast_cuda()
     return params
 
 
