@@ -42,6 +42,22 @@ def report_outs(params: dict) -> list[str]:
     return [f"{ANALYSIS_DIR}/{n}" for n in REPORT_OUTS + tuple(figures)]
 
 
+SRC = "src/ctcoupling"
+# The modules whose math each stage runs: a change to one re-runs exactly the stages that use it.
+CODE = {
+    "prepare": ("data.py",),
+    "train": ("kernels.py", "networks.py", "objectives.py", "couplings.py", "optim.py", "randomness.py",
+              "training.py"),
+    "sample": ("kernels.py", "networks.py", "sampling.py"),
+    "evaluate": ("metrics.py",),
+    "report": ("report.py",),
+}
+
+
+def code_deps(stage: str) -> list[str]:
+    return [f"{SRC}/{m}" for m in CODE[stage]]
+
+
 @dataclass
 class Stage:
     name: str
@@ -56,26 +72,26 @@ def stages(params: dict, params_path: str) -> list[Stage]:
     out = []
     for ds in P.dataset_names(params):
         out.append(Stage(f"prepare-{ds}", f"{CMD} prepare --params {params_path} --dataset {ds}",
-                         deps=[], outs=[data_npz(ds), data_manifest(ds)],
+                         deps=code_deps("prepare"), outs=[data_npz(ds), data_manifest(ds)],
                          params=P.stage_param_keys(params, "prepare", ds)))
     evals = []
     for e in P.experiments(params):
         x = e.name
         init = [e.config["train"]["init"]] if e.config["train"]["init"] else []
         out.append(Stage(f"train-{x}", f"{CMD} train --params {params_path} --experiment {x}",
-                         deps=[data_npz(e.dataset)] + init, outs=[run_file(x, n) for n in TRAIN_OUTS],
+                         deps=[data_npz(e.dataset)] + init + code_deps("train"), outs=[run_file(x, n) for n in TRAIN_OUTS],
                          params=P.stage_param_keys(params, "train", x)))
         out.append(Stage(f"sample-{x}", f"{CMD} sample --params {params_path} --experiment {x}",
-                         deps=[run_file(x, "model.pt")], outs=[run_file(x, n) for n in SAMPLE_OUTS],
+                         deps=[run_file(x, "model.pt")] + code_deps("sample"), outs=[run_file(x, n) for n in SAMPLE_OUTS],
                          params=P.stage_param_keys(params, "sample", x)))
         out.append(Stage(f"evaluate-{x}", f"{CMD} evaluate --params {params_path} --experiment {x}",
-                         deps=[run_file(x, "samples.npz"), data_npz(e.dataset)],
+                         deps=[run_file(x, "samples.npz"), data_npz(e.dataset)] + code_deps("evaluate"),
                          outs=[run_file(x, n) for n in EVALUATE_OUTS],
                          params=P.stage_param_keys(params, "evaluate", x)))
         evals.append(run_file(x, "eval.json"))
     out.append(Stage("report", f"{CMD} report --params {params_path}",
                      deps=evals + [data_npz(ds) for ds in P.dataset_names(params)] +
-                     [run_file(e.name, "samples.npz") for e in P.experiments(params)],
+                     [run_file(e.name, "samples.npz") for e in P.experiments(params)] + code_deps("report"),
                      outs=[], uncached=report_outs(params), params=P.stage_param_keys(params, "report", "")))
     return out
 

@@ -37,6 +37,12 @@ def experiment_data(wildcards):
     return L.data_npz(EXPERIMENTS[wildcards.experiment].dataset)
 
 
+def experiment_init(wildcards):
+    """ECT-style runs start from a checkpoint: it is an input like the data."""
+    init = EXPERIMENTS[wildcards.experiment].config["train"]["init"]
+    return [init] if init else []
+
+
 def resolved(section):
     """A rule param holding the resolved settings a stage reads, so a params change re-runs it."""
 

@@ -1,8 +1,9 @@
 rule evaluate:
     """Sample-quality metrics of one experiment against the held-out split."""
     input:
-        "runs/{experiment}/samples.npz",
-        experiment_data,
+        samples="runs/{experiment}/samples.npz",
+        data=experiment_data,
+        code=L.code_deps("evaluate"),
     output:
         "runs/{experiment}/eval.json",
     params:

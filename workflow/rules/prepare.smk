@@ -1,5 +1,7 @@
 rule prepare:
     """One data set: data/{dataset}.npz (uint8 images or float32 points) and its manifest."""
+    input:
+        code=L.code_deps("prepare"),
     output:
         npz="data/{dataset}.npz",
         manifest="data/{dataset}.json",

@@ -4,6 +4,7 @@ rule report:
         evals=[L.run_file(x, "eval.json") for x in EXPERIMENTS],
         samples=[L.run_file(x, "samples.npz") for x in EXPERIMENTS],
         data=[L.data_npz(d) for d in PARAMS["datasets"]],
+        code=L.code_deps("report"),
     output:
         L.report_outs(PARAMS),
     params:

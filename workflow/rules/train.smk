@@ -1,7 +1,9 @@
 rule train:
     """Consistency training of one experiment (dataset-objective-coupling-seed)."""
     input:
-        experiment_data,
+        data=experiment_data,
+        init=experiment_init,
+        code=L.code_deps("train"),
     output:
         model="runs/{experiment}/model.pt",
         log="runs/{experiment}/train_log.csv",
@@ -22,7 +24,8 @@ rule train:
 rule sample:
     """Samples from a trained experiment."""
     input:
-        "runs/{experiment}/model.pt",
+        model="runs/{experiment}/model.pt",
+        code=L.code_deps("sample"),
     output:
         samples="runs/{experiment}/samples.npz",
         preview="runs/{experiment}/samples.png",
