@@ -117,3 +117,15 @@ def test_every_command_has_help():
     for name in sub.choices:
         p = ctc(name, "--help", cwd=ROOT)
         assert "usage: ctcoupling " + name in p.stdout and "--params" in p.stdout
+
+
+@pytest.mark.parametrize("sample, fragment", [
+    ({"steps": 2, "t_mid": []}, "0 times for 2 steps"),
+    ({"steps": 3, "t_mid": [0.5, 1.0]}, "times must decrease"),
+    ({"steps": 2, "t_mid": [90.0]}, "below sigma_max"),
+])
+def test_t_mid_must_fit_the_steps(sample, fragment):
+    params = load("smoke.yaml")
+    params["sample"].update(sample)
+    with pytest.raises(UserError, match=f"key 'sample.t_mid' of experiment two_gaussians-ict-ic-s0: .*{fragment}"):
+        P.validate(params, "p.yaml")
