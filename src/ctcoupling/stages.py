@@ -30,7 +30,7 @@ def prepare(params: dict, dataset: str) -> None:
     arrays = data.build(spec)
     out = Path(data_npz(dataset))
     blob = artifacts.npz_bytes(arrays)
-    inputs = [Path(spec["path"]).expanduser()] if spec["source"] == "cifar10" else []
+    inputs = data.source_files(spec)
     manifest = {
         "name": dataset,
         "source": spec["source"],
