@@ -58,8 +58,8 @@ def test_nan_guard_keeps_the_last_good_state(tmp_path, monkeypatch):
     x = np.random.default_rng(0).standard_normal((64, 2)).astype(np.float32)
     real = training.objectives.ICTLoss.__call__
 
-    def poisoned(self, model, x, z, step, rng):
-        loss, stats = real(self, model, x, z, step, rng)
+    def poisoned(self, model, x, coupling, step, rng):
+        loss, stats = real(self, model, x, coupling, step, rng)
         return (loss * math.nan if step == 5 else loss), stats
 
     monkeypatch.setattr(training.objectives.ICTLoss, "__call__", poisoned)

@@ -29,23 +29,26 @@ class PositionalEmbedding(nn.Module):
 
 
 class MLP(nn.Module):
-    """x (B, ...) flattened, concatenated with an embedding of c_noise, through `depth` SiLU layers."""
+    """x (B, ...) flattened, plus an embedding of c_noise, through `depth` residual SiLU layers.
+    Returns x's shape, or (B, out_dim) when out_dim differs from x's size (VC's encoder: 2x)."""
 
-    def __init__(self, dim: int, hidden: int = 256, depth: int = 4, emb_dim: int = 64, dropout: float = 0.0):
+    def __init__(self, dim: int, hidden: int = 256, depth: int = 4, emb_dim: int = 64, dropout: float = 0.0,
+                 out_dim: int | None = None):
         super().__init__()
         self.emb = nn.Sequential(PositionalEmbedding(emb_dim), nn.Linear(emb_dim, hidden), nn.SiLU())
         self.inp = nn.Linear(dim, hidden)
         self.blocks = nn.ModuleList(
             nn.Sequential(nn.SiLU(), nn.Dropout(dropout), nn.Linear(hidden, hidden)) for _ in range(depth)
         )
-        self.out = nn.Sequential(nn.SiLU(), nn.Linear(hidden, dim))
+        self.out = nn.Sequential(nn.SiLU(), nn.Linear(hidden, out_dim or dim))
 
     def forward(self, x: torch.Tensor, c_noise: torch.Tensor) -> torch.Tensor:
         shape = x.shape
         h = self.inp(x.reshape(shape[0], -1)) + self.emb(c_noise)
         for block in self.blocks:
             h = h + block(h)
-        return self.out(h).reshape(shape)
+        out = self.out(h)
+        return out.reshape(shape) if out.shape[1] == math.prod(shape[1:]) else out
 
 
 # ---------------------------------------------------------------------------------------------
@@ -335,12 +338,20 @@ def songunet_kwargs(spec: dict, data_shape: tuple[int, ...]) -> dict:
     return dict(img_resolution=h, in_channels=c, **kwargs)
 
 
-def build(spec: dict, data_shape: tuple[int, ...]) -> nn.Module:
-    """A network from its params spec (`networks.<name>`) for data of the given per-sample shape."""
+def build(spec: dict, data_shape: tuple[int, ...], out_mult: int = 1) -> nn.Module:
+    """A network from its params spec (`networks.<name>`) for data of the given per-sample shape;
+    out_mult = 2 gives VC's encoder head (mu and s for every input dimension), started at ~0."""
     if spec["kind"] == "mlp":
-        return MLP(math.prod(data_shape), spec["hidden"], spec["depth"], spec["emb_dim"], spec["dropout"])
-    if spec["kind"] == "songunet":
-        return SongUNet(**songunet_kwargs(spec, data_shape))
+        dim = math.prod(data_shape)
+        net = MLP(dim, spec["hidden"], spec["depth"], spec["emb_dim"], spec["dropout"], out_dim=out_mult * dim)
+        if out_mult != 1:
+            nn.init.zeros_(net.out[-1].weight)
+            nn.init.zeros_(net.out[-1].bias)
+        return net
+    if spec["kind"] == "songunet":  # EDM's output layer already starts at 1e-5 scale
+        kwargs = songunet_kwargs(spec, data_shape)
+        kwargs["out_channels"] *= out_mult
+        return SongUNet(**kwargs)
     raise ValueError(f"unknown network kind {spec['kind']!r}")
 
 

@@ -12,6 +12,7 @@ import math
 
 import torch
 
+from .couplings import Context, Pair
 from .kernels import Kernel
 from .randomness import BatchRNG
 
@@ -67,12 +68,20 @@ class ICTLoss:
         i = rng.multinomial(self.index_probs(sigmas), n)
         return sigmas[i].float(), sigmas[i + 1].float()
 
-    def __call__(self, model, x: torch.Tensor, z: torch.Tensor, step: int, rng: BatchRNG):
+    def max_weight(self, step: int) -> float:
+        """lambda at the largest time of the current grid, 1/(sigma_N - sigma_{N-1}) (VC's beta)."""
+        sigmas = self.kernel.karras(self.num_scales(step))
+        return 1 / (sigmas[-1] - sigmas[-2]).item()
+
+    def __call__(self, model, x: torch.Tensor, coupling, step: int, rng: BatchRNG):
         s_lo, s_hi = (s.to(x.device) for s in self.sample_pair(len(x), step, rng))
-        student, target = paired_passes(model, self.kernel.perturb(x, s_hi, z), s_hi,
-                                        self.kernel.perturb(x, s_lo, z), s_lo)
+        pair: Pair = coupling(x, s_lo, rng, Context(step, self.kernel, self.max_weight(step)))
+        student, target = paired_passes(model, self.kernel.perturb(pair.x, s_hi, pair.z), s_hi,
+                                        self.kernel.perturb(pair.x, s_lo, pair.z), s_lo)
         loss = pseudo_huber(student - target, self.huber(x), self.huber_per_element) / (s_hi - s_lo)
-        return loss, {"N": self.num_scales(step)}
+        if pair.extra_loss is not None:
+            loss = loss + pair.extra_loss
+        return loss, {"N": self.num_scales(step), **pair.stats}
 
     def summary(self) -> list[str]:
         """The curriculum as (N, first step, last step) lines."""
@@ -117,18 +126,28 @@ class ECTLoss:
         sd = self.kernel.sigma_data
         return (t**2 + sd**2) / (t * sd) ** 2
 
-    def __call__(self, model, x: torch.Tensor, z: torch.Tensor, step: int, rng: BatchRNG):
+    def max_weight(self, step: int) -> float:
+        """The weight at the largest time: 1/(sigma_max - r(sigma_max)), or 1 with Karras' (VC's beta)."""
+        if self.weighting == "karras":
+            return 1.0
+        t = torch.tensor([self.kernel.sigma_max], dtype=torch.float64)
+        return 1 / (t - self.t_to_r(t, step)).item()
+
+    def __call__(self, model, x: torch.Tensor, coupling, step: int, rng: BatchRNG):
         t = self.sample_t(len(x), rng).to(x.device)
         r = self.t_to_r(t, step)
+        pair: Pair = coupling(x, r, rng, Context(step, self.kernel, self.max_weight(step)))
         # At or below sigma_min the consistency function is the identity (the boundary condition),
         # so there the target is the path point itself: x where r = 0, as in ECT.
         boundary = r <= self.kernel.sigma_min
-        x_r = self.kernel.perturb(x, r, z)
-        student, teacher = paired_passes(model, self.kernel.perturb(x, t, z), t,
+        x_r = self.kernel.perturb(pair.x, r, pair.z)
+        student, teacher = paired_passes(model, self.kernel.perturb(pair.x, t, pair.z), t,
                                          x_r, r.clamp(min=self.kernel.sigma_min))
         target = torch.where(boundary.reshape(-1, *[1] * (x.ndim - 1)), x_r, teacher)
         loss = pseudo_huber(student - target, self.huber_c) * self.weight(t, r)
-        return loss, {"stage": self.stage(step)}
+        if pair.extra_loss is not None:
+            loss = loss + pair.extra_loss
+        return loss, {"stage": self.stage(step), **pair.stats}
 
     def summary(self) -> list[str]:
         per = self.total_steps / self.n_stages

@@ -1,7 +1,8 @@
 """Sampling from a consistency model (METHODS 5).
 
 1 step: x = f(sigma_max z, sigma_max). Multi-step: then, for each t in t_mid (decreasing),
-x = f(kernel(x, t, n), t) with fresh noise n.
+x = f(kernel(x, t, n), t) with fresh noise n; with a VC encoder, n = mu(x) + s(x) eps is drawn
+from its posterior at the current sample.
 """
 from __future__ import annotations
 
@@ -13,12 +14,16 @@ from .kernels import ConsistencyModel
 
 
 @torch.no_grad()
-def multistep(model: ConsistencyModel, z: torch.Tensor, t_mid=(), generator: torch.Generator | None = None):
+def multistep(model: ConsistencyModel, z: torch.Tensor, t_mid=(), generator: torch.Generator | None = None,
+              encoder=None):
     kernel = model.kernel
     n = len(z)
     x = model(kernel.sigma_max * z, torch.full((n,), kernel.sigma_max, device=z.device))
     for t in t_mid:
         noise = torch.randn(z.shape, generator=generator).to(z.device)
+        if encoder is not None:
+            mu, s = encoder(x)
+            noise = mu + s * noise
         sigma = torch.full((n,), float(t), device=z.device)
         x = model(kernel.perturb(x, sigma, noise), sigma)
     return x
@@ -26,14 +31,15 @@ def multistep(model: ConsistencyModel, z: torch.Tensor, t_mid=(), generator: tor
 
 @torch.no_grad()
 def generate(model: ConsistencyModel, n: int, shape: tuple[int, ...], batch: int, seed: int, t_mid=(),
-             progress: bool = True, device: str | torch.device = "cpu") -> torch.Tensor:
+             progress: bool = True, device: str | torch.device = "cpu", encoder=None) -> torch.Tensor:
     """n samples in batches with 1 + len(t_mid) network evaluations each, from one seeded generator."""
     gen = torch.Generator().manual_seed(seed)
     model = model.to(device)
+    encoder = encoder.to(device) if encoder is not None else None
     out = []
     for start in tqdm(range(0, n, batch), desc="sample", disable=not progress, mininterval=1.0):
         z = torch.randn((min(batch, n - start), *shape), generator=gen).to(device)
-        out.append(multistep(model, z, t_mid, gen).cpu())
+        out.append(multistep(model, z, t_mid, gen, encoder).cpu())
     return torch.cat(out)
 
 

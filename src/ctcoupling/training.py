@@ -48,6 +48,84 @@ def _load_state(path: Path) -> dict:
         raise UserError(f"{path}: unreadable training state ({type(e).__name__}); delete it to start over") from None
 
 
+class Run:
+    """Everything one training run updates: the model and its EMA, VC's encoder and its EMA, the
+    coupling, the optimiser, the objective and the per-sample generator."""
+
+    def __init__(self, config: dict, data_shape: tuple[int, ...], device: torch.device, rank: int = 0, world: int = 1):
+        seed, spec = config["seed"], config["train"]
+        self.config, self.spec, self.world = config, spec, world
+        torch.manual_seed(seed)  # initialisation (identical on every rank) and dropout
+        self.model = build_model(config, data_shape).to(device)
+        if spec.get("init"):
+            init = _load_state(Path(spec["init"]))
+            self.model.load_state_dict(init.get("ema", init.get("model")))
+        self.ema = copy.deepcopy(self.model).requires_grad_(False)
+        encoder = build_encoder(config, data_shape)
+        self.encoder = encoder.to(device) if encoder is not None else None
+        self.ema_encoder = copy.deepcopy(self.encoder).requires_grad_(False) if encoder is not None else None
+        frozen = None
+        if config["coupling"].get("predictor") == "checkpoint":
+            frozen = load_model(_load_state(Path(config["coupling"]["checkpoint"]))).to(device)
+        self.coupling = couplings.build(config["coupling"], encoder=self.encoder, model=self.model, ema=self.ema,
+                                        frozen=frozen, rng=BatchRNG(seed + 2, rank, world))
+        self.trainable = list(self.model.parameters()) + (list(self.encoder.parameters()) if encoder else [])
+        self.opt = optim.make_optimizer(self.trainable, spec)  # VC: the encoder trains in the same optimiser
+        self.rng = BatchRNG(seed + 1, rank, world)
+        self.loss_fn = objectives.build(config["objective"], spec["steps"])
+        self.net = self.model
+        if world > 1:
+            ids = [device.index] if device.type == "cuda" else None
+            self.net = torch.nn.parallel.DistributedDataParallel(self.model, device_ids=ids)
+
+    def step(self, x: torch.Tensor, step: int):
+        """One optimisation step on the minibatch x: (loss, grad norm, statistics)."""
+        for group in self.opt.param_groups:
+            group["lr"] = optim.learning_rate(self.spec, step)
+        loss, stats = self.loss_fn(self.net, x, self.coupling, step, self.rng)
+        loss = loss.mean()
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if self.world > 1 and self.encoder is not None:  # DDP syncs the model's gradients; the encoder's here
+            for p in self.encoder.parameters():
+                if p.grad is not None:
+                    torch.distributed.all_reduce(p.grad)
+                    p.grad /= self.world
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.trainable, self.spec.get("grad_clip") or math.inf)
+        if torch.isfinite(loss) and torch.isfinite(grad_norm):
+            self.opt.step()
+            decay = optim.ema_decay(self.spec, step)
+            optim.ema_update(self.ema, self.model, decay)
+            if self.encoder is not None:
+                optim.ema_update(self.ema_encoder, self.encoder, decay)
+        return loss, grad_norm, stats
+
+    def weights(self) -> dict:
+        out = {"model": self.model.state_dict(), "ema": self.ema.state_dict()}
+        if self.encoder is not None:
+            out |= {"encoder": self.encoder.state_dict(), "ema_encoder": self.ema_encoder.state_dict()}
+        return out
+
+    def state_dict(self) -> dict:
+        """The resumable state: weights, optimiser and every generator."""
+        return {**self.weights(), "opt": self.opt.state_dict(), "rng_batch": self.rng.get_state(),
+                "rng_coupling": self.coupling.get_state(), "rng_torch": torch.get_rng_state(),
+                "rng_cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.model.load_state_dict(state["model"])
+        self.ema.load_state_dict(state["ema"])
+        if self.encoder is not None:
+            self.encoder.load_state_dict(state["encoder"])
+            self.ema_encoder.load_state_dict(state["ema_encoder"])
+        self.opt.load_state_dict(state["opt"])
+        self.rng.set_state(state["rng_batch"])
+        self.coupling.set_state(state["rng_coupling"])
+        torch.set_rng_state(state["rng_torch"])
+        if torch.cuda.is_available() and state.get("rng_cuda") is not None:
+            torch.cuda.set_rng_state_all(list(state["rng_cuda"]))
+
+
 def train(config: dict, x_train: np.ndarray, state_path: str | Path | None = None, resume: bool = False,
           progress: bool = True, device: str | torch.device = "cpu") -> tuple[dict, list[dict]]:
     """Train a consistency model on `x_train` (model space). Returns (final checkpoint, per-step log)."""
@@ -57,18 +135,8 @@ def train(config: dict, x_train: np.ndarray, state_path: str | Path | None = Non
         raise UserError(f"train.batch = {spec['batch']} is not divisible by the {world} DDP ranks")
     local_batch = spec["batch"] // world
     device = torch.device(device)
-
-    torch.manual_seed(seed)  # initialisation (identical on every rank) and dropout
     data = torch.from_numpy(x_train).to(device)
-    model = build_model(config, tuple(data.shape[1:])).to(device)
-    if spec.get("init"):
-        init = _load_state(Path(spec["init"]))
-        model.load_state_dict(init.get("ema", init.get("model")))
-    ema = copy.deepcopy(model).requires_grad_(False)
-    opt = optim.make_optimizer(model.parameters(), spec)
-    rng = BatchRNG(seed + 1, rank, world)
-    loss_fn = objectives.build(config["objective"], spec["steps"])
-    coupling = couplings.build(config["coupling"])
+    run = Run(config, tuple(data.shape[1:]), device, rank, world)
     log, start = [], 0
 
     state_path = Path(state_path) if state_path else None
@@ -77,58 +145,39 @@ def train(config: dict, x_train: np.ndarray, state_path: str | Path | None = Non
         if state["config"] != config:
             raise UserError(f"{state_path}: saved with other settings than this experiment's; "
                             "delete it or run without --resume")
-        model.load_state_dict(state["model"])
-        ema.load_state_dict(state["ema"])
-        opt.load_state_dict(state["opt"])
-        rng.set_state(state["rng_batch"])
-        torch.set_rng_state(state["rng_torch"])
-        if torch.cuda.is_available() and state.get("rng_cuda") is not None:
-            torch.cuda.set_rng_state_all(list(state["rng_cuda"]))
+        run.load_state_dict(state)
         log, start = state["log"], state["step"]
         if rank == 0:
             print(f"resuming from step {start} of {spec['steps']} ({state_path})", file=sys.stderr, flush=True)
 
-    net = model
-    if world > 1:
-        net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
-
-    def save_state(step: int) -> None:
-        if rank == 0 and state_path:
-            artifacts.write_torch(state_path, {
-                "config": config, "step": step, "model": model.state_dict(), "ema": ema.state_dict(),
-                "opt": opt.state_dict(), "rng_batch": rng.get_state(), "rng_torch": torch.get_rng_state(),
-                "rng_cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None, "log": log,
-            })
-
     bar = trange(start, spec["steps"], initial=start, total=spec["steps"], desc=f"train seed={seed}",
                  disable=not progress or rank != 0, mininterval=1.0)
     for step in bar:
-        for group in opt.param_groups:
-            group["lr"] = optim.learning_rate(spec, step)
-        x = data[rng.randint(len(data), local_batch).to(device)]
-        x, z = coupling(x, rng)
-        loss, stats = loss_fn(net, x, z, step, rng)
-        loss = loss.mean()
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), spec.get("grad_clip") or math.inf)
+        x = data[run.rng.randint(len(data), local_batch).to(device)]
+        loss, grad_norm, stats = run.step(x, step)
         if not (torch.isfinite(loss) and torch.isfinite(grad_norm)):
             kept = f"; the last good state is in {state_path}" if state_path and state_path.is_file() else ""
             raise UserError(f"training diverged at step {step} (loss {loss.item():.4g}, grad norm "
                             f"{grad_norm.item():.4g}): lower train.lr or set train.grad_clip{kept}")
-        opt.step()
-        optim.ema_update(ema, model, optim.ema_decay(spec, step))
         if step % spec["log_every"] == 0 or step == spec["steps"] - 1:
             row = {"step": step, "loss": loss.item(), "grad_norm": grad_norm.item(),
-                   "lr": opt.param_groups[0]["lr"], **stats}
+                   "lr": run.opt.param_groups[0]["lr"], **stats}
             log.append(row)
-            bar.set_postfix(loss=f"{row['loss']:.4g}", **{k: v for k, v in stats.items()})
-        if (step + 1) % spec["checkpoint_every"] == 0 and step + 1 < spec["steps"]:
-            save_state(step + 1)
+            bar.set_postfix(loss=f"{row['loss']:.4g}", **stats)
+        if (step + 1) % spec["checkpoint_every"] == 0 and step + 1 < spec["steps"] and rank == 0 and state_path:
+            artifacts.write_torch(state_path, {"config": config, "step": step + 1, "log": log, **run.state_dict()})
 
     checkpoint = {"config": config, "data_shape": list(data.shape[1:]), "step": spec["steps"],
-                  "model": _cpu(model.state_dict()), "ema": _cpu(ema.state_dict())}
+                  **{k: _cpu(v) for k, v in run.weights().items()}}
     return checkpoint, log
+
+
+def build_encoder(config: dict, data_shape: tuple[int, ...]) -> couplings.Encoder | None:
+    """VC's noise encoder, when the coupling has one (its network spec resolved into `encoder_network`)."""
+    if "encoder_network" not in config:
+        return None
+    net = networks.build(config["encoder_network"], data_shape, out_mult=2)
+    return couplings.Encoder(net, config["objective"]["kernel"]["sigma_data"])
 
 
 def _cpu(state: dict) -> dict:
@@ -139,3 +188,11 @@ def load_model(checkpoint: dict, use_ema: bool = True) -> ConsistencyModel:
     model = build_model(checkpoint["config"], tuple(checkpoint["data_shape"]))
     model.load_state_dict(checkpoint["ema" if use_ema else "model"])
     return model.eval().requires_grad_(False)
+
+
+def load_encoder(checkpoint: dict, use_ema: bool = True) -> couplings.Encoder | None:
+    encoder = build_encoder(checkpoint["config"], tuple(checkpoint["data_shape"]))
+    if encoder is not None:
+        encoder.load_state_dict(checkpoint["ema_encoder" if use_ema else "encoder"])
+        encoder.eval().requires_grad_(False)
+    return encoder

@@ -1,0 +1,169 @@
+"""Couplings (METHODS 4): IC, batch-OT, VC, GC, VC + GC."""
+import itertools
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import write_params
+from ctcoupling import couplings, networks, training
+from ctcoupling import params as P
+from ctcoupling.couplings import Context
+from ctcoupling.kernels import ConsistencyModel, Kernel
+from ctcoupling.objectives import ECTLoss, ICTLoss
+from ctcoupling.randomness import BatchRNG
+
+
+def ctx(step=0, max_weight=1.0):
+    return Context(step, Kernel(), max_weight)
+
+
+def test_ot_assignment_is_a_permutation_that_never_costs_more():
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        x, z = (torch.from_numpy(rng.standard_normal((32, 3))) for _ in range(2))
+        perm = couplings.ot_permutation(x, z)
+        assert sorted(perm) == list(range(32))
+        assert ((x - z[perm]) ** 2).sum() <= ((x - z) ** 2).sum() + 1e-12
+
+
+def test_ot_matches_brute_force_on_small_batches():
+    x, z = torch.randn(6, 2), torch.randn(6, 2)
+    best = min(itertools.permutations(range(6)), key=lambda p: ((x - z[list(p)]) ** 2).sum().item())
+    assert list(couplings.ot_permutation(x, z)) == list(best)
+
+
+def test_ot_coupling_reports_its_cost_reduction():
+    pair = couplings.BatchOTCoupling()(torch.randn(64, 2), None, BatchRNG(0), ctx())
+    assert pair.stats["ot_cost"] < pair.stats["ic_cost"]
+
+
+def encoder(dim=2):
+    torch.manual_seed(0)
+    return couplings.Encoder(networks.build({"kind": "mlp", "hidden": 16, "depth": 1, "emb_dim": 8, "dropout": 0.0},
+                                            (dim,), out_mult=2), sigma_data=0.5)
+
+
+def test_encoder_starts_at_zero_mean_and_softplus0_std():
+    mu, s = encoder()(torch.randn(10, 2))
+    assert torch.equal(mu, torch.zeros(10, 2))
+    torch.testing.assert_close(s, torch.full((10, 2), math.log(2.0)))
+
+
+def test_unet_encoder_outputs_two_c_channels_near_zero():
+    torch.manual_seed(0)
+    spec = {"kind": "songunet", "model_channels": 8, "channel_mult": [1, 2], "num_blocks": 1,
+            "attn_resolutions": [], "dropout": 0.0}
+    enc = couplings.Encoder(networks.build(spec, (1, 8, 8), out_mult=2), 0.5)
+    mu, s = enc(torch.randn(3, 1, 8, 8))
+    assert mu.shape == s.shape == (3, 1, 8, 8)
+    assert mu.abs().max() < 1e-3 and (s - math.log(2.0)).abs().max() < 1e-3
+
+
+def test_gaussian_kl_matches_torch_distributions():
+    mu, s = torch.randn(4, 3), torch.rand(4, 3) + 0.1
+    expected = torch.distributions.kl_divergence(torch.distributions.Normal(mu, s),
+                                                 torch.distributions.Normal(0.0, 1.0)).sum(1)
+    torch.testing.assert_close(couplings.gaussian_kl(mu, s), expected)
+
+
+@pytest.mark.parametrize("N, beta", [(11, 0.87), (21, 1.54), (41, 2.91), (81, 5.66), (161, 11.2), (321, 22.1),
+                                     (641, 44.1), (1281, 88.1)])
+def test_vc_beta_on_the_ict_grids(N, beta):
+    ict = ICTLoss(Kernel(), total_steps=400_000)
+    step = next(k for k in range(0, 400_000, 50_000) if ict.num_scales(k) == N)
+    assert math.isclose(30 * ict.max_weight(step), beta, rel_tol=0.01)
+
+
+def test_vc_beta_with_ecm_consistency_weighting_doubles_from_quarter_to_32():
+    ect = ECTLoss(Kernel(), total_steps=400_000)
+    betas = [10 * ect.max_weight(stage * 50_000) for stage in range(8)]
+    for got, want in zip(betas, [0.25 * 2**s for s in range(8)]):
+        assert math.isclose(got, want, rel_tol=1e-3)
+    assert ECTLoss(Kernel(), 10, weighting="karras").max_weight(0) == 1.0
+
+
+def test_vc_pair_noise_kl_and_gradients():
+    enc = encoder()
+    vc = couplings.VariationalCoupling(enc, kl_scale=30)
+    x = torch.randn(256, 2)
+    pair = vc(x, None, BatchRNG(0), ctx(max_weight=0.1))
+    assert math.isclose(pair.stats["beta"], 3.0)
+    assert abs(pair.z.std().item() - math.log(2.0)) < 0.05  # s = 0.693 at initialisation
+    torch.testing.assert_close(pair.extra_loss, 3.0 * couplings.gaussian_kl(torch.zeros(256, 2),
+                                                                             torch.full((256, 2), math.log(2.0))))
+    pair.extra_loss.mean().backward()
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in enc.parameters())
+
+
+def test_vc_encoder_learns_through_the_student_branch():
+    torch.manual_seed(0)
+    model = ConsistencyModel(networks.MLP(2, 16, 1, 8), Kernel())
+    enc = encoder()
+    enc.net.out[-1].weight.data.normal_()  # away from the zero start, so the noise depends on x
+    vc = couplings.VariationalCoupling(enc, kl_scale=1e-12)  # KL negligible: what is left is the student
+    loss, _ = ICTLoss(Kernel(), 10)(model, torch.randn(32, 2), vc, 0, BatchRNG(0))
+    loss.mean().backward()
+    assert sum(p.grad.abs().sum() for p in enc.parameters()) > 0
+
+
+class Doubler:
+    """A predictor with a known output, to check what GC does with it."""
+
+    def __call__(self, x, sigma):
+        return 2 * x
+
+
+def test_gc_mu_one_uses_the_prediction_for_every_sample():
+    gc = couplings.GeneratorCoupling(couplings.IndependentCoupling(), Doubler(), mu=1.0)
+    x, lower = torch.randn(64, 2), torch.full((64,), 0.5)
+    pair = gc(x, lower, BatchRNG(0), ctx())
+    z = BatchRNG(0).randn(64, 2)
+    torch.testing.assert_close(pair.z, z)
+    torch.testing.assert_close(pair.x, 2 * (x + 0.5 * z))  # f at the LOWER time, same z
+    assert pair.stats["gc_fraction"] == 1.0
+
+
+def test_gc_observed_fraction_matches_mu_and_ramp():
+    gc = couplings.GeneratorCoupling(couplings.IndependentCoupling(), Doubler(), mu=0.3, rng=BatchRNG(5))
+    fr = np.mean([gc(torch.randn(500, 2), torch.ones(500), BatchRNG(i), ctx()).stats["gc_fraction"] for i in range(40)])
+    assert abs(fr - 0.3) < 0.01
+    ramp = couplings.GeneratorCoupling(couplings.IndependentCoupling(), Doubler(), mu=0.6, ramp_steps=100)
+    assert [ramp.mu_at(s) for s in (0, 50, 100, 500)] == [0.0, 0.3, 0.6, 0.6]
+
+
+def _train(tmp_path, name, objective="ict", steps=12, **coupling):
+    params = P.load(write_params(tmp_path / "p.yaml", train=dict(steps=steps, batch=32)))
+    params["couplings"][name].update(coupling)
+    params["grid"] = [{"dataset": ["two_gaussians"], "objective": [objective], "coupling": [name], "seed": [0]}]
+    exp = P.experiments(P.validate(params))[0]
+    x = np.random.default_rng(0).standard_normal((128, 2)).astype(np.float32)
+    return training.train(exp.config, x, progress=False)
+
+
+def test_gc_with_mu_zero_reproduces_ic_bitwise(tmp_path):
+    ic, _ = _train(tmp_path, "ic")
+    gc, log = _train(tmp_path, "gc", mu=0.0)
+    for k in ic["model"]:
+        assert torch.equal(ic["model"][k], gc["model"][k]), k
+    assert all(r["gc_fraction"] == 0.0 for r in log)
+    gc_half, _ = _train(tmp_path, "gc", mu=0.5)
+    assert any(not torch.equal(ic["model"][k], gc_half["model"][k]) for k in ic["model"])
+
+
+@pytest.mark.parametrize("name", ["ot", "vc", "gc", "vcgc"])
+def test_every_coupling_trains_with_both_objectives(tmp_path, name):
+    for obj in ("ict", "ect"):
+        ckpt, log = _train(tmp_path, name, objective=obj, steps=6)
+        assert all(np.isfinite(r["loss"]) for r in log)
+        assert ("encoder" in ckpt) == (name in ("vc", "vcgc"))
+
+
+def test_gc_frozen_checkpoint_predictor(tmp_path):
+    from ctcoupling import artifacts
+
+    ic, _ = _train(tmp_path, "ic")
+    artifacts.write_torch(tmp_path / "ic.pt", ic)
+    gc, log = _train(tmp_path, "gc", predictor="checkpoint", checkpoint=str(tmp_path / "ic.pt"), mu=1.0)
+    assert all(r["gc_fraction"] == 1.0 for r in log)
