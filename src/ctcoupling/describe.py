@@ -27,12 +27,15 @@ def describe(params: dict, only: str | None = None) -> list[dict]:
         shape = data_shape(params, e.dataset)
         with torch.device("meta"):  # counts without allocating 50M-parameter weights
             net = networks.build(e.config["network"], shape)
+            enc = networks.build(e.config["encoder_network"], shape, out_mult=2) if "encoder_network" in e.config else None
         obj = objectives.build(e.config["objective"], e.config["train"]["steps"])
         rows.append({
             "experiment": e.name,
             "data_shape": list(shape),
             "network": e.config["train"]["network"],
             "network_parameters": networks.count_params(net),
+            "encoder": e.config["coupling"].get("encoder"),
+            "encoder_parameters": networks.count_params(enc) if enc is not None else 0,
             "schedule": obj.summary(),
             "overrides": list(e.overrides),
             "settings": e.config,
@@ -53,7 +56,9 @@ def text(rows: list[dict], source: str) -> str:
             f"  network           {r['network']} ({r['settings']['network']['kind']}): "
             f"{r['network_parameters']:,} parameters ({r['network_parameters'] / 1e6:.2f}M)",
             f"  objective         {r['settings']['objective']['kind']}, kernel {r['settings']['objective']['kernel']['kind']}",
-            f"  coupling          {r['settings']['coupling']['kind']}",
+            f"  coupling          {r['settings']['coupling']['kind']}" + (
+                f", encoder {r['encoder']}: {r['encoder_parameters']:,} parameters "
+                f"({r['encoder_parameters'] / 1e6:.2f}M)" if r["encoder"] else ""),
             f"  training          {t['steps']:,} steps, batch {t['batch']}, {t['optimizer']} lr {t['lr']:g}, "
             f"EMA {t['ema'] if t['ema_gamma'] is None else 'power gamma=' + str(t['ema_gamma'])}",
             f"  sampling          {r['settings']['sample']['steps']} step(s), t_mid {r['settings']['sample']['t_mid']}",

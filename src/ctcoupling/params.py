@@ -71,13 +71,17 @@ def validate(params: dict, source: str = "params") -> dict:
                 if name not in params[table]:
                     raise UserError(f"{source}: key '{where}.{axis}': unknown {axis} '{name}' "
                                     f"(defined under {table}: {', '.join(sorted(params[table]))})")
-    networks = [params["train"]["network"]] + [
-        o["set"]["train"]["network"] for o in params.get("overrides", {}).values()
+    overrides = params.get("overrides", {})
+    networks = [("train.network", params["train"]["network"])] + [
+        (f"overrides.{n}.set.train.network", o["set"]["train"]["network"]) for n, o in overrides.items()
         if "network" in o["set"].get("train", {})
+    ] + [(f"couplings.{n}.encoder", c["encoder"]) for n, c in params["couplings"].items() if "encoder" in c] + [
+        (f"overrides.{n}.set.coupling.encoder", o["set"]["coupling"]["encoder"]) for n, o in overrides.items()
+        if "encoder" in o["set"].get("coupling", {})
     ]
-    for name in networks:
+    for key, name in networks:
         if name not in params["networks"]:
-            raise UserError(f"{source}: key 'train.network': unknown network '{name}' "
+            raise UserError(f"{source}: key '{key}': unknown network '{name}' "
                             f"(defined under networks: {', '.join(sorted(params['networks']))})")
     for e in experiments(params):
         sample = e.config["sample"]
@@ -158,6 +162,8 @@ def experiments(params: dict) -> list[Experiment]:
             for s in sets:  # train.network may be overridden, so resolve it before the network section
                 config = deep_merge(config, {k: v for k, v in s.items() if k != "network"})
             config["network"] = params["networks"][config["train"]["network"]]
+            if "encoder" in config["coupling"]:
+                config["encoder_network"] = params["networks"][config["coupling"]["encoder"]]
             for s in sets:
                 config = deep_merge(config, {k: v for k, v in s.items() if k == "network"})
             out.append(Experiment(**cell, config=config, overrides=applied))
@@ -193,7 +199,10 @@ def stage_param_keys(params: dict, stage: str, target: str) -> list[str]:
     keys = ["threads"]
     if stage == "train":
         keys += [f"objectives.{exp.objective}", f"couplings.{exp.coupling}",
-                 f"networks.{exp.config['train']['network']}", "train"]
+                 f"networks.{exp.config['train']['network']}"]
+        if "encoder" in exp.config["coupling"] and exp.config["coupling"]["encoder"] != exp.config["train"]["network"]:
+            keys.append(f"networks.{exp.config['coupling']['encoder']}")
+        keys.append("train")
     else:
         keys.append(stage)
     for name in exp.overrides:

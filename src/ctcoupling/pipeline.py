@@ -34,12 +34,41 @@ EVALUATE_OUTS = ("eval.json",)
 REPORT_OUTS = ("results.csv", "results.md", "metrics.json", "provenance.json")
 
 
+def figure_runs(params: dict) -> dict[str, dict[str, P.Experiment]]:
+    """The runs the paper-figure reproductions draw from (lowest seed, first objective in the grid):
+    VCT Fig. 1 needs IC and VC on the two-Gaussian set, the GC figure a GC run on a 2-D set."""
+    first: dict[tuple, P.Experiment] = {}
+    for e in P.experiments(params):
+        key = (e.dataset, e.config["coupling"]["kind"])
+        if key not in first or e.seed < first[key].seed:
+            first[key] = e
+    out = {}
+    two = [ds for ds in P.dataset_names(params) if params["datasets"][ds]["source"] == "two_gaussians"]
+    for ds in two:
+        if (ds, "ic") in first and (ds, "vc") in first:
+            out["vct_fig1"] = {"IC": first[(ds, "ic")], "VC": first[(ds, "vc")]}
+            break
+    for (ds, kind), e in first.items():
+        if kind == "gc" and P.is_2d(params, ds):
+            out["gc_pairs"] = {"GC": e}
+            break
+    return out
+
+
 def report_outs(params: dict) -> list[str]:
-    """Tables, plus one figure for the 2-D sets and one sample-grid figure per image data set."""
+    """Tables, one figure for the 2-D sets, one sample-grid figure per image set, the paper figures."""
     used = {e.dataset for e in P.experiments(params)}
     figures = ["samples_2d.png"] if any(P.is_2d(params, ds) for ds in used) else []
     figures += [f"samples_{ds}.png" for ds in P.dataset_names(params) if ds in used and not P.is_2d(params, ds)]
+    figures += [f"{name}.png" for name in figure_runs(params)]
     return [f"{ANALYSIS_DIR}/{n}" for n in REPORT_OUTS + tuple(figures)]
+
+
+def report_deps(params: dict) -> list[str]:
+    exps = P.experiments(params)
+    models = sorted({run_file(e.name, "model.pt") for runs in figure_runs(params).values() for e in runs.values()})
+    return ([run_file(e.name, "eval.json") for e in exps] + [data_npz(ds) for ds in P.dataset_names(params)] +
+            [run_file(e.name, "samples.npz") for e in exps] + models + code_deps("report"))
 
 
 SRC = "src/ctcoupling"
@@ -50,7 +79,7 @@ CODE = {
               "training.py"),
     "sample": ("kernels.py", "networks.py", "sampling.py"),
     "evaluate": ("metrics.py",),
-    "report": ("report.py",),
+    "report": ("report.py", "figures.py"),
 }
 
 
@@ -68,6 +97,14 @@ class Stage:
     uncached: list[str] = field(default_factory=list)  # committed to git (analysis/), not DVC's cache
 
 
+def checkpoint_inputs(config: dict) -> list[str]:
+    """Checkpoints a training run starts from: train.init (ECT) and GC's frozen predictor."""
+    out = [config["train"]["init"]] if config["train"]["init"] else []
+    if config["coupling"].get("predictor") == "checkpoint":
+        out.append(config["coupling"]["checkpoint"])
+    return out
+
+
 def stages(params: dict, params_path: str) -> list[Stage]:
     out = []
     for ds in P.dataset_names(params):
@@ -77,7 +114,7 @@ def stages(params: dict, params_path: str) -> list[Stage]:
     evals = []
     for e in P.experiments(params):
         x = e.name
-        init = [e.config["train"]["init"]] if e.config["train"]["init"] else []
+        init = checkpoint_inputs(e.config)
         out.append(Stage(f"train-{x}", f"{CMD} train --params {params_path} --experiment {x}",
                          deps=[data_npz(e.dataset)] + init + code_deps("train"), outs=[run_file(x, n) for n in TRAIN_OUTS],
                          params=P.stage_param_keys(params, "train", x)))
@@ -89,9 +126,7 @@ def stages(params: dict, params_path: str) -> list[Stage]:
                          outs=[run_file(x, n) for n in EVALUATE_OUTS],
                          params=P.stage_param_keys(params, "evaluate", x)))
         evals.append(run_file(x, "eval.json"))
-    out.append(Stage("report", f"{CMD} report --params {params_path}",
-                     deps=evals + [data_npz(ds) for ds in P.dataset_names(params)] +
-                     [run_file(e.name, "samples.npz") for e in P.experiments(params)] + code_deps("report"),
+    out.append(Stage("report", f"{CMD} report --params {params_path}", deps=report_deps(params),
                      outs=[], uncached=report_outs(params), params=P.stage_param_keys(params, "report", "")))
     return out
 

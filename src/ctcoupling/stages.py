@@ -16,7 +16,7 @@ import numpy as np
 from . import artifacts, data
 from . import params as P
 from .errors import UserError
-from .pipeline import ANALYSIS_DIR, data_manifest, data_npz, report_outs, run_file
+from .pipeline import ANALYSIS_DIR, checkpoint_inputs, data_manifest, data_npz, figure_runs, report_outs, run_file
 
 
 def _say(msg: str) -> None:
@@ -69,7 +69,7 @@ def train(params: dict, name: str, source: str, progress: bool = True, resume: b
     writer.writerows(log)
     artifacts.write_torch(run_file(name, "model.pt"), ckpt)
     artifacts.write_text(run_file(name, "train_log.csv"), buf.getvalue())
-    inputs = [data_npz(exp.dataset)] + ([exp.config["train"]["init"]] if exp.config["train"]["init"] else [])
+    inputs = [data_npz(exp.dataset)] + checkpoint_inputs(exp.config)
     artifacts.write_json(run_file(name, "train.json"), {
         "experiment": name,
         "final_loss": log[-1]["loss"],
@@ -101,8 +101,9 @@ def sample(params: dict, name: str, source: str, progress: bool = True, device: 
     spec = exp.config["sample"]
     ckpt = load_checkpoint(run_file(name, "model.pt"))
     model = training.load_model(ckpt, spec["use_ema"])
+    encoder = training.load_encoder(ckpt, spec["use_ema"])  # VC: later steps draw noise from its posterior
     x = sampling.generate(model, spec["n"], tuple(ckpt["data_shape"]), spec["batch"],
-                          exp.seed + spec["seed_offset"], spec["t_mid"], progress, device).numpy()
+                          exp.seed + spec["seed_offset"], spec["t_mid"], progress, device, encoder).numpy()
     if ckpt["data_dtype"] == "uint8":
         x = data.to_uint8(x)
     artifacts.write_npz(run_file(name, "samples.npz"), {"x": x})
@@ -132,12 +133,27 @@ def evaluate(params: dict, name: str, source: str) -> None:
     result = {
         "experiment": name, "dataset": exp.dataset, "objective": exp.objective, "coupling": exp.coupling,
         "seed": exp.seed, "nfe": exp.config["sample"]["steps"], "n": n,
-        "metrics": {"w2": metrics.w2_exact(x[:n], ref[:n])},
+        "metrics": {"w2": metrics.w2_exact(x[:n], ref[:n])} | (
+            {"between_modes": metrics.between_modes(x)} if params["datasets"][exp.dataset]["source"] == "two_gaussians"
+            else {}),
         "provenance": artifacts.provenance("evaluate", {"evaluate": spec},
                                            [run_file(name, "samples.npz"), data_npz(exp.dataset)]),
     }
     artifacts.write_json(run_file(name, "eval.json"), result)
     _say(f"evaluated {name}: W2 = {result['metrics']['w2']:.4f} on {n} points")
+
+
+def _paper_figure(name: str, runs: dict, points: dict, refs: dict) -> bytes:
+    from . import figures, training
+
+    if name == "vct_fig1":
+        vc = runs["VC"]
+        encoder = training.load_encoder(load_checkpoint(run_file(vc.name, "model.pt")))
+        return figures.vct_fig1(data.to_model_space(refs[vc.dataset]),
+                                {k: points[e.name] for k, e in runs.items()}, encoder)
+    gc = runs["GC"]
+    model = training.load_model(load_checkpoint(run_file(gc.name, "model.pt")))
+    return figures.gc_pairs(data.to_model_space(refs[gc.dataset]), model)
 
 
 def report(params: dict, source: str) -> None:
@@ -158,12 +174,16 @@ def report(params: dict, source: str) -> None:
     artifacts.write_text(out / "results.csv", table.to_csv(index=False, lineterminator="\n"))
     artifacts.write_text(out / "results.md", report_mod.markdown(table, summary, source))
     artifacts.write_json(out / "metrics.json", report_mod.metrics_json(summary))
+    runs = figure_runs(params)
     for path in report_outs(params):
-        if path.endswith("samples_2d.png"):
+        name = Path(path).stem
+        if name == "samples_2d":
             artifacts.write_bytes(path, report_mod.samples_figure(params, points, refs))
-        elif "/samples_" in path:
-            ds = Path(path).stem[len("samples_"):]
+        elif name.startswith("samples_"):
+            ds = name[len("samples_"):]
             artifacts.write_bytes(path, report_mod.image_grids_figure(params, ds, points, refs[ds]))
+        elif name in runs:
+            artifacts.write_bytes(path, _paper_figure(name, runs[name], points, refs))
     artifacts.write_json(out / "provenance.json", artifacts.provenance(
         "report", {"grid": params["grid"], "report": params["report"]},
         [run_file(e.name, "eval.json") for e in P.experiments(params)]))

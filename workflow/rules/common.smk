@@ -38,9 +38,8 @@ def experiment_data(wildcards):
 
 
 def experiment_init(wildcards):
-    """ECT-style runs start from a checkpoint: it is an input like the data."""
-    init = EXPERIMENTS[wildcards.experiment].config["train"]["init"]
-    return [init] if init else []
+    """Checkpoints a run starts from (ECT's init, GC's frozen predictor): inputs like the data."""
+    return L.checkpoint_inputs(EXPERIMENTS[wildcards.experiment].config)
 
 
 def resolved(section):

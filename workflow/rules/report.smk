@@ -1,10 +1,7 @@
 rule report:
     """Tables and figures over every experiment, written to analysis/."""
     input:
-        evals=[L.run_file(x, "eval.json") for x in EXPERIMENTS],
-        samples=[L.run_file(x, "samples.npz") for x in EXPERIMENTS],
-        data=[L.data_npz(d) for d in PARAMS["datasets"]],
-        code=L.code_deps("report"),
+        L.report_deps(PARAMS),
     output:
         L.report_outs(PARAMS),
     params:
