@@ -27,7 +27,7 @@ test: $(STAMP)  ## every test, the slow real-pipeline ones included
 	$(BIN)/python -m pytest
 
 bench: $(STAMP)  ## speed goals (pytest-benchmark)
-	$(BIN)/python -m pytest -o addopts="" --benchmark-only --benchmark-columns=min,median,mean,rounds
+	$(BIN)/python -m pytest -o addopts="" -s --benchmark-only --benchmark-columns=min,median,mean,rounds benchmarks
 
 repro: $(STAMP)  ## the same pipeline with DVC (regenerates dvc.yaml from the params first)
 	$(BIN)/ctcoupling dag --params params/default.yaml
