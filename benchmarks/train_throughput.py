@@ -36,11 +36,12 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=300)
     ap.add_argument("--warmup", type=int, default=20)
     ap.add_argument("--batch", type=int, help="override train.batch")
+    ap.add_argument("--experiment", help="which experiment of the grid (default: the first)")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     a = ap.parse_args()
     enable_fast_cuda()
     params = P.load(a.params)
-    exp = P.experiments(params)[0]
+    exp = P.experiment(params, a.experiment) if a.experiment else P.experiments(params)[0]
     batch = a.batch or exp.config["train"]["batch"]
     shape = describe.data_shape(params, exp.dataset)
     x = np.random.default_rng(0).integers(0, 256, (max(4 * batch, 1024), *shape), dtype=np.uint8)
