@@ -12,7 +12,7 @@ _IMAGE_SHAPES = {"digits": (1, 8, 8), "cifar10": (3, 32, 32), "fashion_mnist": (
 def data_shape(params: dict, dataset: str) -> tuple[int, ...]:
     """Per-sample shape of a data set from its params spec alone (no data needed)."""
     spec = params["datasets"][dataset]
-    if spec["source"] in P.TOY_SOURCES:
+    if P.is_2d(params, dataset):
         return (2,)
     if spec["source"] == "npz":
         return tuple(spec["shape"])

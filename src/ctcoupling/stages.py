@@ -45,15 +45,11 @@ def prepare(params: dict, dataset: str) -> None:
     _say(f"prepared {dataset}: {manifest['splits']} -> {out}")
 
 
-def _experiment(params: dict, name: str, source: str) -> P.Experiment:
-    return P.experiment(params, name, source)
-
-
 def train(params: dict, name: str, source: str, progress: bool = True, resume: bool = False,
           device: str = "cpu") -> None:
     from . import training
 
-    exp = _experiment(params, name, source)
+    exp = P.experiment(params, name, source)
     d = data.load_prepared(data_npz(exp.dataset))
     state_path = Path(run_file(name, "train_state.pt"))
     t0 = time.perf_counter()
@@ -97,7 +93,7 @@ def sample(params: dict, name: str, source: str, progress: bool = True, device: 
     from . import report as report_mod
     from . import sampling, training
 
-    exp = _experiment(params, name, source)
+    exp = P.experiment(params, name, source)
     spec = exp.config["sample"]
     ckpt = load_checkpoint(run_file(name, "model.pt"))
     model = training.load_model(ckpt, spec["use_ema"])
@@ -125,7 +121,7 @@ def load_samples(path: str) -> np.ndarray:
 def evaluate(params: dict, name: str, source: str) -> None:
     from . import metrics
 
-    exp = _experiment(params, name, source)
+    exp = P.experiment(params, name, source)
     spec = exp.config["evaluate"]
     x = data.to_model_space(load_samples(run_file(name, "samples.npz")))
     ref = data.to_model_space(data.load_prepared(data_npz(exp.dataset))["x_test"])
