@@ -107,7 +107,9 @@ def test_dvc_repro_reruns_exactly_what_a_params_change_touches(project):
     (project / SMOKE).write_text(yaml.safe_dump(params, sort_keys=False))
     assert _status(project) == {f"train-{n}" for n in names}
     third = run(["dvc", "repro"], project)
-    assert _ran(third.stdout) == {f"{s}-{n}" for n in names for s in ("train", "sample", "evaluate")} | {"report"}
+    theory = {f"theory-{ds}" for ds in pipeline.theory_datasets(params)}  # measures the retrained runs
+    assert _ran(third.stdout) == ({f"{s}-{n}" for n in names for s in ("train", "sample", "evaluate")} |
+                                  {"report", "audit"} | theory)
 
     # an override of one data set: only that data set's training and its descendants
     params["overrides"]["checkerboard_short"]["set"]["train"]["steps"] = 12
@@ -115,7 +117,8 @@ def test_dvc_repro_reruns_exactly_what_a_params_change_touches(project):
     touched = [n for n in names if n.startswith("checkerboard-")]
     assert _status(project) == {f"train-{n}" for n in touched}
     fourth = run(["dvc", "repro"], project)
-    assert _ran(fourth.stdout) == {f"{s}-{n}" for n in touched for s in ("train", "sample", "evaluate")} | {"report"}
+    assert _ran(fourth.stdout) == ({f"{s}-{n}" for n in touched for s in ("train", "sample", "evaluate")} |
+                                   {"report", "audit"})  # checkerboard is not a theory data set
 
     # a sampling value: sampling and evaluation of every experiment, no training
     params["sample"]["seed_offset"] = 77

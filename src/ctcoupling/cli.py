@@ -86,13 +86,31 @@ def _cmd_sample(a):
 def _cmd_evaluate(a):
     from . import stages
 
-    stages.evaluate(_setup(a.params), a.experiment, a.params)
+    stages.evaluate(_setup(a.params, torch_needed=True), a.experiment, a.params, device=_device(a.device))
+
+
+def _cmd_classifier(a):
+    from . import stages
+
+    stages.classifier(_setup(a.params, torch_needed=True), a.dataset, a.params)
+
+
+def _cmd_audit(a):
+    from . import stages
+
+    stages.audit(_setup(a.params), a.params, a.registry)
 
 
 def _cmd_report(a):
     from . import stages
 
     stages.report(_setup(a.params), a.params)
+
+
+def _cmd_theory(a):
+    from . import stages
+
+    stages.theory(_setup(a.params, torch_needed=True), a.dataset, a.params, progress=not a.quiet)
 
 
 def _cmd_dag(a):
@@ -158,8 +176,18 @@ def parser() -> argparse.ArgumentParser:
                    help="continue from runs/EXP/train_state.pt (written every train.checkpoint_every steps)")
     add("sample", _cmd_sample, "draw samples from a trained experiment: runs/EXP/samples.npz, sample.json",
         experiment=True, quiet=True)
-    add("evaluate", _cmd_evaluate, "score an experiment's samples against held-out data: runs/EXP/eval.json",
-        experiment=True)
+    add("classifier", _cmd_classifier, "train a data set's feature classifier for FID/KID/IS/PR: "
+        "data/DATASET_classifier.pt and .json (held-out accuracy)", dataset=True)
+    e = add("evaluate", _cmd_evaluate, "score an experiment's samples: W2 (and energy distance on 2-D sets) "
+            "against held-out data, FID/KID/IS/PR through torch-fidelity: runs/EXP/eval.json", experiment=True)
+    e.add_argument("--device", default="auto", help="auto (GPU when present), cpu, cuda, cuda:N")
+    au = add("audit", _cmd_audit, "every published number against this params file's measurements, with a "
+             "verdict: analysis/audit.md and analysis/audit.csv")
+    au.add_argument("--registry", default="params/published_fids.yaml", help="published numbers (default: %(default)s)")
+    th = add("theory", _cmd_theory, "the GC paper's theory on a data set's trained runs: R~_t per coupling "
+             "(exact and estimated), transport costs, R(theta), Theorem 1: analysis/theory_DATASET*",
+             dataset=True)
+    th.add_argument("--quiet", action="store_true", help="no progress bar")
     add("report", _cmd_report, "tables and figures over all experiments: analysis/")
     d = add("dag", _cmd_dag, "write dvc.yaml for a params file (the same DAG as the Snakefile)")
     d.add_argument("--output", default="dvc.yaml", help="where to write (default: dvc.yaml)")

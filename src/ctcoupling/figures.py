@@ -73,3 +73,61 @@ def gc_pairs(data: np.ndarray, model, sigmas=(0.1, 0.5, 2.0), n: int = 256, seed
     ax.legend(loc="lower left", fontsize=6)
     fig.tight_layout()
     return _png(fig)
+
+
+# ---------------------------------------------------------------------------------------------
+# The GC paper's theory figures at CPU scale (rows from ctcoupling.measurements).
+
+
+def discrepancy_figure(rows: list[dict], dataset: str) -> bytes:
+    """GC paper Fig. 2: R~_t vs t per coupling (estimator, solid) and the exact value (IC, VC: dashed)."""
+    fig, axes = plt.subplots(1, 2, figsize=(9.5, 3.6))
+    couplings = list(dict.fromkeys(r["coupling"] for r in rows))
+    for c, name in enumerate(couplings):
+        rs = [r for r in rows if r["coupling"] == name]
+        ts = [r["t"] for r in rs]
+        axes[0].plot(ts, [max(r["estimator"], 1e-12) for r in rs], "o-", ms=3, c=f"C{c}", label=f"{name} (estimator)")
+        if rs[0]["exact"] is not None:
+            axes[0].plot(ts, [max(r["exact"], 1e-12) for r in rs], "--", c=f"C{c}", label=f"{name} (exact)")
+            axes[1].plot(ts, [100 * r["relative_error"] if r["relative_error"] is not None else np.nan for r in rs],
+                         "o-", ms=3, c=f"C{c}", label=name)
+    axes[0].set(xscale="log", yscale="log", xlabel="t", ylabel="R~_t = E||xdot_t - v_t(x_t)||^2",
+                title=f"{dataset}: discrepancy proxy per coupling")
+    axes[0].legend(fontsize=6)
+    axes[1].axhline(0, c="0.5", lw=0.8)
+    axes[1].set(xscale="log", xlabel="t", ylabel="relative error (%)",
+                title="denoiser estimator vs exact R~_t")
+    axes[1].legend(fontsize=6)
+    fig.tight_layout()
+    return _png(fig)
+
+
+def transport_figure(rows: list[dict], dataset: str) -> bytes:
+    """GC paper Fig. 3: GC's c(t) = E_IC||f(x_t, t) - z||^2 against the couplings' E||x - z||^2."""
+    fig, ax = plt.subplots(figsize=(5, 3.6))
+    curve = [r for r in rows if r["coupling"] == "GC"]
+    if curve:
+        ax.errorbar([r["t"] for r in curve], [r["cost"] for r in curve], [2 * r["se"] for r in curve],
+                    fmt="o-", ms=3, c="C3", label="GC c(t)")
+    for c, r in enumerate(r for r in rows if r["t"] == 0.0):
+        ax.axhline(r["cost"], ls="--", c=f"C{c}", label=f"{r['coupling']}: E||x - z||^2 = {r['cost']:.3g}")
+    ax.set(xscale="log", xlabel="t", ylabel="mean quadratic transport cost", title=f"{dataset}: transport cost")
+    ax.legend(fontsize=6)
+    fig.tight_layout()
+    return _png(fig)
+
+
+def theorem1_figure(rows: list[dict], dataset: str) -> bytes:
+    """Theorem 1 (alpha = 2): N^2 (L_CT - L_CD) converging to C T R(theta) as N grows."""
+    fig, ax = plt.subplots(figsize=(5, 3.6))
+    N = [r["N"] for r in rows]
+    ax.errorbar(N, [r["scaled"] for r in rows], [2 * r["scaled_se"] for r in rows], fmt="o-", ms=3,
+                label="N^2 (L_CT - L_CD), 2 s.e.")
+    lim, se = rows[0]["limit"], rows[0]["limit_se"]
+    ax.axhline(lim, c="C3", label=f"C T R(theta) = {lim:.3g}")
+    ax.axhspan(lim - 2 * se, lim + 2 * se, color="C3", alpha=0.15)
+    ax.set(xscale="log", xlabel="N (equally spaced times)", ylabel="scaled loss gap",
+           title=f"{dataset}: Theorem 1, squared loss")
+    ax.legend(fontsize=6)
+    fig.tight_layout()
+    return _png(fig)

@@ -79,11 +79,17 @@ def validate(params: dict, source: str = "params") -> dict:
         (f"overrides.{n}.set.coupling.encoder", o["set"]["coupling"]["encoder"]) for n, o in overrides.items()
         if "encoder" in o["set"].get("coupling", {})
     ]
+    theory = params.get("theory")
+    if theory:
+        networks.append(("theory.denoiser.network", theory["denoiser"]["network"]))
     for key, name in networks:
         if name not in params["networks"]:
             raise UserError(f"{source}: key '{key}': unknown network '{name}' "
                             f"(defined under networks: {', '.join(sorted(params['networks']))})")
+    if theory:
+        _check_theory(params, theory, source)
     for e in experiments(params):
+        _check_fidelity(params, e, source)
         sample = e.config["sample"]
         if len(sample["t_mid"]) != sample["steps"] - 1:
             raise UserError(f"{source}: key 'sample.t_mid' of experiment {e.name}: {len(sample['t_mid'])} times "
@@ -93,6 +99,40 @@ def validate(params: dict, source: str = "params") -> dict:
             raise UserError(f"{source}: key 'sample.t_mid' of experiment {e.name}: times must decrease "
                             "and stay below sigma_max")
     return params
+
+
+def _check_fidelity(params: dict, e: Experiment, source: str) -> None:
+    fid, key = e.config["evaluate"]["fidelity"], f"{source}: key 'evaluate.fidelity' of experiment {e.name}"
+    if fid["features"] == "none":
+        return
+    if is_2d(params, e.dataset):
+        raise UserError(f"{key}: {e.dataset} is a 2-D point set; image metrics need images (use features: none)")
+    if fid["features"] == "classifier" and "classifier" not in params:
+        raise UserError(f"{key}: features 'classifier' needs a top-level `classifier` section (epochs, batch, lr, seed)")
+    if fid["stream"]:
+        if fid["n"] is None:
+            raise UserError(f"{key}: stream needs n, the images generated per seed (the papers: 50000)")
+        if max(fid["steps"]) - 1 > len(e.config["sample"]["t_mid"]):
+            raise UserError(f"{key}: steps {fid['steps']} need {max(fid['steps']) - 1} intermediate times in "
+                            f"sample.t_mid (have {len(e.config['sample']['t_mid'])})")
+
+
+def _check_theory(params: dict, theory: dict, source: str) -> None:
+    """The theory stage needs an IC run of its objective and seed on every data set it measures."""
+    times = theory["times"]
+    if any(b <= a for a, b in zip(times, times[1:])):
+        raise UserError(f"{source}: key 'theory.times': times must increase")
+    th = theory["theorem1"]
+    if th["t_max"] <= th["t_min"]:
+        raise UserError(f"{source}: key 'theory.theorem1': t_max must exceed t_min")
+    for ds in theory["datasets"]:
+        if ds not in params["datasets"]:
+            raise UserError(f"{source}: key 'theory.datasets': unknown dataset '{ds}' "
+                            f"(defined under datasets: {', '.join(sorted(params['datasets']))})")
+        if "ic" not in theory_runs(params, ds):
+            raise UserError(f"{source}: key 'theory.datasets': '{ds}' has no IC run of objective "
+                            f"'{theory['objective']}' and seed {theory['seed']} in the grid (add one, or remove "
+                            "the data set from theory.datasets)")
 
 
 def load(path: str | Path) -> dict:
@@ -170,12 +210,31 @@ def experiments(params: dict) -> list[Experiment]:
     return out
 
 
+TRAIN_SECTIONS = ("dataset", "seed", "objective", "coupling", "network", "encoder_network", "train")
+
+
+def train_config(exp: Experiment) -> dict:
+    """The settings training reads (stored in model.pt): not the sample or evaluate sections, so that
+    changing those neither re-trains nor changes the checkpoint."""
+    return {k: v for k, v in exp.config.items() if k in TRAIN_SECTIONS}
+
+
 def experiment(params: dict, name: str, source: str = "params") -> Experiment:
     for e in experiments(params):
         if e.name == name:
             return e
     names = [e.name for e in experiments(params)]
     raise UserError(f"{source}: no experiment '{name}' in the grid (have: {', '.join(names)})")
+
+
+def theory_runs(params: dict, dataset: str) -> dict[str, Experiment]:
+    """The runs the theory stage measures on a data set: the first of each coupling kind with the
+    theory section's objective and seed, keyed by kind (ic, ot, vc, gc, vcgc)."""
+    th, out = params["theory"], {}
+    for e in experiments(params):
+        if (e.dataset, e.objective, e.seed) == (dataset, th["objective"], th["seed"]):
+            out.setdefault(e.config["coupling"]["kind"], e)
+    return out
 
 
 def dataset_names(params: dict) -> list[str]:
@@ -192,7 +251,14 @@ def stage_param_keys(params: dict, stage: str, target: str) -> list[str]:
     if stage == "prepare":
         return ["threads", f"datasets.{target}"]
     if stage == "report":
-        return ["grid", "report"]
+        return ["grid", "report"] + (["theory.datasets"] if params.get("theory") else [])
+    if stage == "classifier":
+        return ["threads", "classifier"]
+    if stage == "audit":
+        return ["grid"]
+    if stage == "theory":
+        th = params["theory"]
+        return ["threads", "theory", f"networks.{th['denoiser']['network']}"]
     exp = experiment(params, target)
     sections = {"train": ("objective", "coupling", "network", "train"), "sample": ("sample",),
                 "evaluate": ("evaluate",)}[stage]

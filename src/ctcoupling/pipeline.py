@@ -1,6 +1,8 @@
 """The DAG, once: artifact paths and stages, shared by the Snakefile and the generated dvc.yaml.
 
-prepare(dataset) -> train(experiment) -> sample(experiment) -> evaluate(experiment) -> report.
+prepare(dataset) -> train(experiment) -> sample(experiment) -> evaluate(experiment) -> report,
+classifier(dataset) -> evaluate (digits FID/KID/IS/PR), theory(dataset) from the trained runs of a
+data set -> report (the claims table), and audit over every evaluation (published numbers).
 Both engines call the same `ctcoupling` commands on the same paths; `ctcoupling dag` writes
 dvc.yaml from here, and a test checks that the committed dvc.yaml is current.
 """
@@ -28,6 +30,16 @@ def run_file(exp: str, name: str) -> str:
     return f"{RUNS_DIR}/{exp}/{name}"
 
 
+def classifier_file(ds: str) -> str:
+    return f"{DATA_DIR}/{ds}_classifier.pt"
+
+
+def classifier_record(ds: str) -> str:
+    return f"{DATA_DIR}/{ds}_classifier.json"
+
+
+REGISTRY = "params/published_fids.yaml"
+AUDIT_MD, AUDIT_CSV = f"{ANALYSIS_DIR}/audit.md", f"{ANALYSIS_DIR}/audit.csv"
 TRAIN_OUTS = ("model.pt", "train_log.csv", "train.json")
 SAMPLE_OUTS = ("samples.npz", "samples.png", "sample.json")
 EVALUATE_OUTS = ("eval.json",)
@@ -61,14 +73,59 @@ def report_outs(params: dict) -> list[str]:
     figures = ["samples_2d.png"] if any(P.is_2d(params, ds) for ds in used) else []
     figures += [f"samples_{ds}.png" for ds in P.dataset_names(params) if ds in used and not P.is_2d(params, ds)]
     figures += [f"{name}.png" for name in figure_runs(params)]
-    return [f"{ANALYSIS_DIR}/{n}" for n in REPORT_OUTS + tuple(figures)]
+    claims = ["claims.md"] if theory_datasets(params) else []
+    return [f"{ANALYSIS_DIR}/{n}" for n in REPORT_OUTS + tuple(claims + figures)]
+
+
+def classifier_datasets(params: dict) -> list[str]:
+    """Data sets some experiment scores with its own classifier's features (evaluate.fidelity.features)."""
+    used = {e.dataset for e in P.experiments(params) if e.config["evaluate"]["fidelity"]["features"] == "classifier"}
+    return [ds for ds in P.dataset_names(params) if ds in used]
+
+
+def evaluate_inputs(params: dict, exp: P.Experiment) -> list[str]:
+    """What an evaluation reads: samples and data; the classifier; the model when it streams samples."""
+    fid = exp.config["evaluate"]["fidelity"]
+    out = [run_file(exp.name, "samples.npz"), data_npz(exp.dataset)]
+    if fid["features"] == "classifier":
+        out.append(classifier_file(exp.dataset))
+    if fid["features"] != "none" and fid["stream"]:
+        out.append(run_file(exp.name, "model.pt"))
+    return out
+
+
+def theory_datasets(params: dict) -> list[str]:
+    return list(params["theory"]["datasets"]) if params.get("theory") else []
+
+
+THEORY_TABLES = ("discrepancy", "transport", "r_theta")
+
+
+def theory_files(ds: str, two_d: bool) -> list[str]:
+    """The theory stage of one data set: its record, CSV tables and figures (Theorem 1: 2-D sets).
+    `ds` may be a Snakemake wildcard pattern."""
+    names = [f"theory_{ds}.json"] + [f"theory_{ds}_{t}.csv" for t in THEORY_TABLES]
+    names += [f"fig2_discrepancy_{ds}.png", f"fig3_transport_{ds}.png"]
+    if two_d:
+        names += [f"theory_{ds}_theorem1.csv", f"theorem1_{ds}.png"]
+    return [f"{ANALYSIS_DIR}/{n}" for n in names]
+
+
+def theory_outs(params: dict, ds: str) -> list[str]:
+    return theory_files(ds, P.is_2d(params, ds))
+
+
+def theory_deps(params: dict, ds: str) -> list[str]:
+    runs = P.theory_runs(params, ds)
+    return [data_npz(ds)] + [run_file(runs[k].name, "model.pt") for k in sorted(runs)] + code_deps("theory")
 
 
 def report_deps(params: dict) -> list[str]:
     exps = P.experiments(params)
     models = sorted({run_file(e.name, "model.pt") for runs in figure_runs(params).values() for e in runs.values()})
     return ([run_file(e.name, "eval.json") for e in exps] + [data_npz(ds) for ds in P.dataset_names(params)] +
-            [run_file(e.name, "samples.npz") for e in exps] + models + code_deps("report"))
+            [run_file(e.name, "samples.npz") for e in exps] + models +
+            [theory_outs(params, ds)[0] for ds in theory_datasets(params)] + code_deps("report"))
 
 
 SRC = "src/ctcoupling"
@@ -78,7 +135,10 @@ CODE = {
     "train": ("kernels.py", "networks.py", "objectives.py", "couplings.py", "optim.py", "randomness.py",
               "training.py"),
     "sample": ("kernels.py", "networks.py", "sampling.py"),
-    "evaluate": ("metrics.py",),
+    "classifier": ("classifier.py",),
+    "evaluate": ("metrics.py", "fidelity.py", "classifier.py", "sampling.py"),
+    "audit": ("audit.py",),
+    "theory": ("kernels.py", "networks.py", "couplings.py", "theory.py", "measurements.py", "figures.py"),
     "report": ("report.py", "figures.py"),
 }
 
@@ -111,6 +171,10 @@ def stages(params: dict, params_path: str) -> list[Stage]:
         out.append(Stage(f"prepare-{ds}", f"{CMD} prepare --params {params_path} --dataset {ds}",
                          deps=code_deps("prepare"), outs=[data_npz(ds), data_manifest(ds)],
                          params=P.stage_param_keys(params, "prepare", ds)))
+    for ds in classifier_datasets(params):
+        out.append(Stage(f"classifier-{ds}", f"{CMD} classifier --params {params_path} --dataset {ds}",
+                         deps=[data_npz(ds)] + code_deps("classifier"), outs=[classifier_file(ds), classifier_record(ds)],
+                         params=P.stage_param_keys(params, "classifier", ds)))
     evals = []
     for e in P.experiments(params):
         x = e.name
@@ -122,10 +186,16 @@ def stages(params: dict, params_path: str) -> list[Stage]:
                          deps=[run_file(x, "model.pt")] + code_deps("sample"), outs=[run_file(x, n) for n in SAMPLE_OUTS],
                          params=P.stage_param_keys(params, "sample", x)))
         out.append(Stage(f"evaluate-{x}", f"{CMD} evaluate --params {params_path} --experiment {x}",
-                         deps=[run_file(x, "samples.npz"), data_npz(e.dataset)] + code_deps("evaluate"),
+                         deps=evaluate_inputs(params, e) + code_deps("evaluate"),
                          outs=[run_file(x, n) for n in EVALUATE_OUTS],
                          params=P.stage_param_keys(params, "evaluate", x)))
         evals.append(run_file(x, "eval.json"))
+    for ds in theory_datasets(params):
+        out.append(Stage(f"theory-{ds}", f"{CMD} theory --params {params_path} --dataset {ds}",
+                         deps=theory_deps(params, ds), outs=[], uncached=theory_outs(params, ds),
+                         params=P.stage_param_keys(params, "theory", ds)))
+    out.append(Stage("audit", f"{CMD} audit --params {params_path}", deps=[REGISTRY] + evals + code_deps("audit"),
+                     outs=[], uncached=[AUDIT_MD, AUDIT_CSV], params=P.stage_param_keys(params, "audit", "")))
     out.append(Stage("report", f"{CMD} report --params {params_path}", deps=report_deps(params),
                      outs=[], uncached=report_outs(params), params=P.stage_param_keys(params, "report", "")))
     return out

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import sys
 import time
 from pathlib import Path
@@ -16,7 +17,9 @@ import numpy as np
 from . import artifacts, data
 from . import params as P
 from .errors import UserError
-from .pipeline import ANALYSIS_DIR, checkpoint_inputs, data_manifest, data_npz, figure_runs, report_outs, run_file
+from .pipeline import (ANALYSIS_DIR, AUDIT_CSV, AUDIT_MD, THEORY_TABLES, checkpoint_inputs, classifier_datasets,
+                       classifier_file, classifier_record, data_manifest, data_npz, evaluate_inputs, figure_runs,
+                       report_outs, run_file, theory_datasets, theory_deps, theory_outs)
 
 
 def _say(msg: str) -> None:
@@ -53,7 +56,7 @@ def train(params: dict, name: str, source: str, progress: bool = True, resume: b
     d = data.load_prepared(data_npz(exp.dataset))
     state_path = Path(run_file(name, "train_state.pt"))
     t0 = time.perf_counter()
-    ckpt, log = training.train(exp.config, data.to_model_space(d["x_train"]), state_path, resume, progress, device)
+    ckpt, log = training.train(P.train_config(exp), data.to_model_space(d["x_train"]), state_path, resume, progress, device)
     wall_s = time.perf_counter() - t0
     rank, _ = training.distributed()
     if rank != 0:
@@ -70,7 +73,7 @@ def train(params: dict, name: str, source: str, progress: bool = True, resume: b
         "experiment": name,
         "final_loss": log[-1]["loss"],
         "parameters": sum(v.numel() for k, v in ckpt["model"].items() if not k.endswith("resample_filter")),
-        "provenance": artifacts.provenance("train", {"experiment": exp.config, "overrides": list(exp.overrides),
+        "provenance": artifacts.provenance("train", {"experiment": P.train_config(exp), "overrides": list(exp.overrides),
                                                      "threads": params["threads"]}, inputs),
     })
     state_path.unlink(missing_ok=True)  # the run is complete; its final weights are in model.pt
@@ -118,25 +121,162 @@ def load_samples(path: str) -> np.ndarray:
         return z["x"]
 
 
-def evaluate(params: dict, name: str, source: str) -> None:
+def classifier(params: dict, dataset: str, source: str) -> None:
+    """The small CNN whose features score a data set's samples (FID/KID/IS/PR on CPU-scale data)."""
+    from . import classifier as clf
+
+    if dataset not in classifier_datasets(params):
+        raise UserError(f"{source}: no experiment on '{dataset}' evaluates with `evaluate.fidelity.features: "
+                        "classifier`, so it has no classifier stage")
+    spec = params["classifier"]
+    d = data.load_prepared(data_npz(dataset))
+    t0 = time.perf_counter()
+    state, acc = clf.train_classifier(d["x_train"], d["y_train"], d["x_test"], d["y_test"], spec["seed"],
+                                      spec["epochs"], spec["batch"], spec["lr"], threads=params["threads"])
+    artifacts.write_torch(classifier_file(dataset), state)
+    artifacts.write_json(classifier_record(dataset), {
+        "dataset": dataset, "held_out_accuracy": acc, "n_train": len(d["x_train"]), "n_test": len(d["x_test"]),
+        "file": classifier_file(dataset), "sha256": artifacts.sha256_file(classifier_file(dataset)),
+        "provenance": artifacts.provenance("classifier", {"classifier": spec}, [data_npz(dataset)]),
+    })
+    _say(f"classifier {dataset}: held-out accuracy {acc:.4f} ({time.perf_counter() - t0:.1f} s)")
+
+
+def _stream(exp, device: str):
+    """make_stream(nfe, seed) for fidelity.evaluate: spec.n samples of the trained model, batch by batch,
+    each batch from its own seed (experiment seed, stream seed, NFE, batch index)."""
+    from . import fidelity, sampling, training
+
+    ckpt = load_checkpoint(run_file(exp.name, "model.pt"))
+    use_ema = exp.config["sample"]["use_ema"]
+    model, encoder = training.load_model(ckpt, use_ema), training.load_encoder(ckpt, use_ema)
+    shape, spec = tuple(ckpt["data_shape"]), exp.config["evaluate"]["fidelity"]
+    t_mid = exp.config["sample"]["t_mid"]
+
+    def make(nfe: int, seed: int):
+        def batch(b: int):
+            m = min(spec["batch"], spec["n"] - b * spec["batch"])
+            s = int(np.random.SeedSequence([exp.seed, seed, nfe, b]).generate_state(1)[0])
+            return sampling.generate(model, m, shape, m, s, t_mid[:nfe - 1], False, device, encoder)
+        return fidelity.SampleStream(batch, spec["n"], spec["batch"])
+    return make
+
+
+def evaluate(params: dict, name: str, source: str, device: str = "cpu") -> None:
     from . import metrics
 
     exp = P.experiment(params, name, source)
     spec = exp.config["evaluate"]
-    x = data.to_model_space(load_samples(run_file(name, "samples.npz")))
-    ref = data.to_model_space(data.load_prepared(data_npz(exp.dataset))["x_test"])
+    samples = load_samples(run_file(name, "samples.npz"))
+    prepared = data.load_prepared(data_npz(exp.dataset))
+    x, ref = data.to_model_space(samples), data.to_model_space(prepared["x_test"])
     n = min(spec["n"], len(x), len(ref))
+    values = {"w2": metrics.w2_exact(x[:n], ref[:n])}
+    if P.is_2d(params, exp.dataset):
+        values["energy"] = metrics.energy_distance(x[:n], ref[:n])
+    if params["datasets"][exp.dataset]["source"] == "two_gaussians":
+        values["between_modes"] = metrics.between_modes(x)
+    inputs = evaluate_inputs(params, exp)
     result = {
         "experiment": name, "dataset": exp.dataset, "objective": exp.objective, "coupling": exp.coupling,
-        "seed": exp.seed, "nfe": exp.config["sample"]["steps"], "n": n,
-        "metrics": {"w2": metrics.w2_exact(x[:n], ref[:n])} | (
-            {"between_modes": metrics.between_modes(x)} if params["datasets"][exp.dataset]["source"] == "two_gaussians"
-            else {}),
-        "provenance": artifacts.provenance("evaluate", {"evaluate": spec},
-                                           [run_file(name, "samples.npz"), data_npz(exp.dataset)]),
+        "seed": exp.seed, "nfe": exp.config["sample"]["steps"], "n": n, "metrics": values,
+        "provenance": artifacts.provenance("evaluate", {"evaluate": spec}, inputs),
     }
+    fid_spec = spec["fidelity"]
+    if fid_spec["features"] != "none":
+        from . import fidelity
+
+        reference = prepared[f"x_{fid_spec['reference']}"]
+        record = fidelity.evaluate(fid_spec, reference, f"{exp.dataset}-{fid_spec['reference']}",
+                                   classifier_file(exp.dataset) if fid_spec["features"] == "classifier" else None,
+                                   samples, exp.config["sample"]["steps"],
+                                   _stream(exp, device) if fid_spec["stream"] else None, device)
+        if not record["available"]:
+            _say(f"warning: {name}: no {fid_spec['features']} metrics: {record['reason']}")
+        for nfe, summary in record["summary"].items():
+            suffix = "" if not fid_spec["stream"] else f"_{nfe}step"
+            values.update({f"{k}{suffix}": v["mean"] for k, v in summary.items()})
+        result["fidelity"] = record
     artifacts.write_json(run_file(name, "eval.json"), result)
-    _say(f"evaluated {name}: W2 = {result['metrics']['w2']:.4f} on {n} points")
+    shown = ", ".join(f"{k} = {v:.4g}" for k, v in values.items())
+    _say(f"evaluated {name}: {shown} ({n} points for W2)")
+
+
+def audit(params: dict, source: str, registry_path: str) -> None:
+    """Every published number against this params file's measurements: analysis/audit.md, audit.csv."""
+    from . import audit as audit_mod
+
+    registry = audit_mod.load_registry(registry_path)
+    records = []
+    for exp in P.experiments(params):
+        path = Path(run_file(exp.name, "eval.json"))
+        if not path.is_file():
+            raise UserError(f"{path}: no evaluation for experiment '{exp.name}'; run the pipeline first")
+        record = json.loads(path.read_text()).get("fidelity")
+        if record:
+            records.append((exp, record))
+    rows = audit_mod.audit_table(registry, audit_mod.collect(source, records), source)
+    artifacts.write_text(AUDIT_MD, audit_mod.markdown(rows, f"{source}, registry {registry_path}"))
+    artifacts.write_text(AUDIT_CSV, audit_mod.csv_text(rows))
+    counts = {v: sum(r["verdict"] == v for r in rows) for v in audit_mod.VERDICTS}
+    _say(f"audit: {len(rows)} published rows; " + ", ".join(f"{v}: {c}" for v, c in counts.items() if c))
+
+
+def _csv(rows: list[dict]) -> str:
+    buf = io.StringIO()
+    if rows:
+        writer = csv.DictWriter(buf, fieldnames=list(rows[0]), lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+    return buf.getvalue()
+
+
+def theory(params: dict, dataset: str, source: str, progress: bool = True) -> None:
+    """The GC paper's theory on one data set's trained runs: R~_t, transport costs, R(theta), Theorem 1."""
+    import torch
+    from tqdm import tqdm
+
+    from . import figures, measurements, training
+
+    if dataset not in theory_datasets(params):
+        raise UserError(f"{source}: '{dataset}' is not listed under theory.datasets "
+                        f"(have: {', '.join(theory_datasets(params)) or 'none'})")
+    spec = params["theory"]
+    exps = P.theory_runs(params, dataset)
+    runs = {}
+    for kind, e in exps.items():
+        ckpt = load_checkpoint(run_file(e.name, "model.pt"))
+        runs[kind] = {"model": training.load_model(ckpt), "encoder": training.load_encoder(ckpt)}
+    config = exps["ic"].config
+    kernel, ot_batch = config["objective"]["kernel"], config["train"]["batch"]
+    x = torch.from_numpy(data.to_model_space(data.load_prepared(data_npz(dataset))["x_train"])).double()
+    net = params["networks"][spec["denoiser"]["network"]]
+    n_fit = len({"ic", "ot"} | set(exps)) * spec["denoiser"]["steps"]
+    with tqdm(total=n_fit, desc=f"theory {dataset}: denoisers", disable=not progress) as bar:
+        disc = measurements.discrepancy(x, runs, spec, kernel, ot_batch, net, bar)
+    trans = measurements.transport(x, runs, spec, ot_batch)
+    r_theta = measurements.r_theta(x, runs, spec, kernel)
+    thm = measurements.theorem1(x, runs["ic"]["model"], spec, kernel) if P.is_2d(params, dataset) else []
+    claims = measurements.claims(dataset, disc, trans, thm)
+    outs = dict(zip(["json", *THEORY_TABLES, "fig2", "fig3", "theorem1_csv", "theorem1_png"],
+                    theory_outs(params, dataset)))
+    tables = {"discrepancy": disc, "transport": trans, "r_theta": r_theta}
+    for name, rows in tables.items():
+        artifacts.write_text(outs[name], _csv(rows))
+    artifacts.write_bytes(outs["fig2"], figures.discrepancy_figure(disc, dataset))
+    artifacts.write_bytes(outs["fig3"], figures.transport_figure(trans, dataset))
+    if thm:
+        artifacts.write_text(outs["theorem1_csv"], _csv(thm))
+        artifacts.write_bytes(outs["theorem1_png"], figures.theorem1_figure(thm, dataset))
+    r_values = {r["coupling"]: r["R_theta"] for r in r_theta}
+    artifacts.write_json(outs["json"], {
+        "dataset": dataset, "runs": {k: e.name for k, e in exps.items()}, "kernel": kernel,
+        "claims": claims, "R_theta": r_values, "tables": tables | {"theorem1": thm},
+        "provenance": artifacts.provenance("theory", {"theory": spec, "denoiser_network": net},
+                                           theory_deps(params, dataset)[:1 + len(exps)]),
+    })
+    held = sum(c["holds"] for c in claims)
+    _say(f"theory {dataset}: {held}/{len(claims)} claims hold; R(theta) {r_values}")
 
 
 def _paper_figure(name: str, runs: dict, points: dict, refs: dict) -> bytes:
@@ -170,6 +310,9 @@ def report(params: dict, source: str) -> None:
     artifacts.write_text(out / "results.csv", table.to_csv(index=False, lineterminator="\n"))
     artifacts.write_text(out / "results.md", report_mod.markdown(table, summary, source))
     artifacts.write_json(out / "metrics.json", report_mod.metrics_json(summary))
+    theory_records = [json.loads(Path(theory_outs(params, ds)[0]).read_text()) for ds in theory_datasets(params)]
+    if theory_records:
+        artifacts.write_text(out / "claims.md", report_mod.claims_markdown(theory_records, source))
     runs = figure_runs(params)
     for path in report_outs(params):
         name = Path(path).stem

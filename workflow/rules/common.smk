@@ -29,7 +29,7 @@ ALL_OUTPUTS = L.all_outputs(PARAMS)
 
 
 wildcard_constraints:
-    dataset="[a-z0-9_]+",
+    dataset="|".join(PARAMS["datasets"]),  # exactly the data set names (digits, not digits_classifier)
     experiment="[a-z0-9_]+-[a-z0-9_]+-[a-z0-9_]+-s[0-9]+",
 
 
@@ -42,11 +42,18 @@ def experiment_init(wildcards):
     return L.checkpoint_inputs(EXPERIMENTS[wildcards.experiment].config)
 
 
-def resolved(section):
-    """A rule param holding the resolved settings a stage reads, so a params change re-runs it."""
+def resolved(*sections):
+    """A rule param holding the resolved settings a stage reads, so a params change re-runs it
+    (and nothing else: training does not read the sample or evaluate settings)."""
 
     def get(wildcards):
-        return json.dumps(EXPERIMENTS[wildcards.experiment].config[section] if section else
-                          EXPERIMENTS[wildcards.experiment].config, sort_keys=True)
+        config = EXPERIMENTS[wildcards.experiment].config
+        return json.dumps({s: config[s] for s in sections if s in config}, sort_keys=True)
 
     return get
+
+
+def theory_output(two_d):
+    """The theory rule's outputs for the 2-D data sets (with Theorem 1) or for the image sets."""
+    names = [ds for ds in L.theory_datasets(PARAMS) if P.is_2d(PARAMS, ds) == two_d]
+    return L.theory_files("{dataset,%s}" % ("|".join(names) or "(?!)"), two_d)

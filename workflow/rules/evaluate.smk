@@ -1,8 +1,7 @@
 rule evaluate:
-    """Sample-quality metrics of one experiment against the held-out split."""
+    """Sample-quality metrics of one experiment: W2 (+ energy) and, for images, FID/KID/IS/PR."""
     input:
-        samples="runs/{experiment}/samples.npz",
-        data=experiment_data,
+        inputs=lambda w: L.evaluate_inputs(PARAMS, EXPERIMENTS[w.experiment]),
         code=L.code_deps("evaluate"),
     output:
         "runs/{experiment}/eval.json",

@@ -16,3 +16,24 @@ rule prepare:
         "../envs/ctcoupling.yaml"
     shell:
         "{params.cmd} prepare --params {params.file} --dataset {wildcards.dataset} 2> {log}"
+
+
+rule classifier:
+    """A data set's small CNN, the feature extractor of its FID/KID/IS/PR (held-out accuracy in the .json)."""
+    input:
+        data="data/{dataset}.npz",
+        code=L.code_deps("classifier"),
+    output:
+        weights="data/{dataset}_classifier.pt",
+        record="data/{dataset}_classifier.json",
+    params:
+        cmd=CMD,
+        file=PARAMS_FILE,
+        spec=json.dumps(PARAMS.get("classifier"), sort_keys=True),
+    log:
+        "logs/classifier/{dataset}.log",
+    threads: THREADS
+    conda:
+        "../envs/ctcoupling.yaml"
+    shell:
+        "{params.cmd} classifier --params {params.file} --dataset {wildcards.dataset} 2> {log}"

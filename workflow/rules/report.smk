@@ -16,3 +16,24 @@ rule report:
         "../envs/ctcoupling.yaml"
     shell:
         "{params.cmd} report --params {params.file} 2> {log}"
+
+
+rule audit:
+    """Every published number of params/published_fids.yaml against this suite's measurements."""
+    input:
+        registry=L.REGISTRY,
+        evals=[L.run_file(x, "eval.json") for x in EXPERIMENTS],
+        code=L.code_deps("audit"),
+    output:
+        L.AUDIT_MD,
+        L.AUDIT_CSV,
+    params:
+        cmd=CMD,
+        file=PARAMS_FILE,
+    log:
+        "logs/audit.log",
+    threads: 1
+    conda:
+        "../envs/ctcoupling.yaml"
+    shell:
+        "{params.cmd} audit --params {params.file} 2> {log}"

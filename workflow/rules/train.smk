@@ -11,7 +11,7 @@ rule train:
     params:
         cmd=CMD,
         file=PARAMS_FILE,
-        config=resolved(None),
+        config=resolved(*P.TRAIN_SECTIONS),
     log:
         "logs/train/{experiment}.log",
     threads: THREADS
