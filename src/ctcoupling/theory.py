@@ -116,9 +116,10 @@ def marginal_velocity(x_t: torch.Tensor, t: float, data: torch.Tensor, kernel: s
 
 def draw_pairs(data: torch.Tensor, n: int, gen: torch.Generator, mu: torch.Tensor | None = None,
                std: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """n pairs (x_0, z) from IC, or VC (z = mu_j + s_j eps), with the data indices j."""
-    j = torch.randint(len(data), (n,), generator=gen)
-    eps = torch.randn((n, *data.shape[1:]), generator=gen, dtype=data.dtype)
+    """n pairs (x_0, z) from IC, or VC (z = mu_j + s_j eps), with the data indices j. Drawn by the
+    CPU generator `gen` and moved to data's device (a GPU: the same draws as on the CPU)."""
+    j = torch.randint(len(data), (n,), generator=gen).to(data.device)
+    eps = torch.randn((n, *data.shape[1:]), generator=gen, dtype=data.dtype).to(data.device)
     z = eps if mu is None else mu[j] + std[j] * eps
     return data[j], z, j
 
@@ -276,7 +277,7 @@ def gc_pairs(inner, model, mu: float = 1.0):
         x0, z = inner(gen, n, t)
         with torch.no_grad():
             x_hat = model(perturb_batch(model.kernel, x0, z, t).float(), t.float()).to(x0.dtype)
-        use = (torch.rand(n, generator=gen) < mu).reshape(-1, *[1] * (x0.ndim - 1))
+        use = (torch.rand(n, generator=gen) < mu).reshape(-1, *[1] * (x0.ndim - 1)).to(x0.device)
         return torch.where(use, x_hat, x0), z
     return pairs
 
