@@ -24,32 +24,37 @@ from . import theory as T
 MEMORISED = 1e-3  # exact R~_t below this fraction of the estimate: the empirical posterior is one-hot
 
 
-def _encoder_stats(encoder, data: torch.Tensor):
-    with torch.no_grad():
-        mu, std = encoder(data.float())
-    return mu.to(data.dtype), std.to(data.dtype)
-
-
-def _couplings(data, runs: dict, spec: dict, ot_batch: int):
-    """Pair samplers of every coupling the runs allow, with the exact stats where they exist."""
-    out = {"IC": (T.ic_pairs(data), None), "OT": (T.ot_pairs(data, ot_batch), None)}
-    if "vc" in runs:
-        mu, std = _encoder_stats(runs["vc"]["encoder"], data)
-        out["VC"] = (T.vc_pairs(data, mu, std), (mu, std))
-    if "gc" in runs:
-        out["GC"] = (T.gc_pairs(T.ic_pairs(data), runs["gc"]["model"], spec["gc_mu"]), None)
-    if "vcgc" in runs:
-        mu, std = _encoder_stats(runs["vcgc"]["encoder"], data)
-        out["VC+GC"] = (T.gc_pairs(T.vc_pairs(data, mu, std), runs["vcgc"]["model"], spec["gc_mu"]), None)
+@torch.no_grad()
+def encoder_stats(runs: dict, data: torch.Tensor) -> dict:
+    """Each VC encoder's posterior (mu_j, s_j) of every data point, in data's dtype, keyed by run kind
+    (vc, vcgc): computed once and shared by the measurements below. Other runs may carry an encoder
+    that their coupling never used (an override naming one for every coupling); it is ignored."""
+    out = {}
+    for kind, run in runs.items():
+        if kind in ("vc", "vcgc"):
+            mu, std = run["encoder"](data.float())
+            out[kind] = mu.to(data.dtype), std.to(data.dtype)
     return out
 
 
-def discrepancy(data: torch.Tensor, runs: dict, spec: dict, kernel: dict, ot_batch: int, net_spec: dict,
-                progress=None) -> list[dict]:
+def _couplings(data, runs: dict, stats: dict, spec: dict, ot_batch: int):
+    """Pair samplers of every coupling the runs allow, with the exact stats where they exist."""
+    out = {"IC": (T.ic_pairs(data), None), "OT": (T.ot_pairs(data, ot_batch), None)}
+    if "vc" in runs:
+        out["VC"] = (T.vc_pairs(data, *stats["vc"]), stats["vc"])
+    if "gc" in runs:
+        out["GC"] = (T.gc_pairs(T.ic_pairs(data), runs["gc"]["model"], spec["gc_mu"]), None)
+    if "vcgc" in runs:
+        out["VC+GC"] = (T.gc_pairs(T.vc_pairs(data, *stats["vcgc"]), runs["vcgc"]["model"], spec["gc_mu"]), None)
+    return out
+
+
+def discrepancy(data: torch.Tensor, runs: dict, stats: dict, spec: dict, kernel: dict, ot_batch: int,
+                net_spec: dict, progress=None) -> list[dict]:
     ts, n, seed = spec["times"], spec["n"], spec["seed"]
     kind, smax, sd = kernel["kind"], kernel["sigma_max"], kernel["sigma_data"]
     rows = []
-    for c, (name, (pairs, exact)) in enumerate(_couplings(data, runs, spec, ot_batch).items()):
+    for c, (name, (pairs, exact)) in enumerate(_couplings(data, runs, stats, spec, ot_batch).items()):
         torch.manual_seed(seed + c)
         den = T.Denoiser(networks.build(net_spec, tuple(data.shape[1:])), kind, smax, sd)
         d = spec["denoiser"]
@@ -70,10 +75,12 @@ def discrepancy(data: torch.Tensor, runs: dict, spec: dict, kernel: dict, ot_bat
     return rows
 
 
-def transport(data: torch.Tensor, runs: dict, spec: dict, ot_batch: int) -> list[dict]:
+def transport(data: torch.Tensor, runs: dict, stats: dict, spec: dict, ot_batch: int) -> list[dict]:
     n, seed = spec["n"], spec["seed"]
     rows = []
-    for name, (pairs, _) in _couplings(data, {k: v for k, v in runs.items() if k == "vc"}, spec, ot_batch).items():
+    for name, (pairs, _) in _couplings(data, runs, stats, spec, ot_batch).items():
+        if name not in ("IC", "OT", "VC"):  # GC's cost is a curve in t, below
+            continue
         gen = torch.Generator().manual_seed(seed)
         x0, z = pairs(gen, n, torch.zeros(n))
         m, se = T.mean_and_se(T.coupling_cost(x0, z))
@@ -84,13 +91,13 @@ def transport(data: torch.Tensor, runs: dict, spec: dict, ot_batch: int) -> list
     return rows
 
 
-def r_theta(data: torch.Tensor, runs: dict, spec: dict, kernel: dict) -> list[dict]:
+def r_theta(data: torch.Tensor, runs: dict, stats: dict, spec: dict, kernel: dict) -> list[dict]:
     """R(theta) with lambda = 1 over the t grid, for the consistency models whose velocity is exact."""
     rows = []
     for key, name in (("ic", "IC"), ("vc", "VC")):
         if key not in runs:
             continue
-        mu, std = _encoder_stats(runs[key]["encoder"], data) if key == "vc" else (None, None)
+        mu, std = stats.get(key, (None, None))
         total, per_t = T.r_theta(runs[key]["model"], data, spec["times"], kernel["kind"], spec["r_theta_n"],
                                  spec["seed"], kernel["sigma_max"], mu, std)
         rows += [{"coupling": name, "t": t, "integrand": m, "se": se, "R_theta": total} for t, m, se in per_t]

@@ -115,9 +115,14 @@ def theory_outs(params: dict, ds: str) -> list[str]:
     return theory_files(ds, P.is_2d(params, ds))
 
 
-def theory_deps(params: dict, ds: str) -> list[str]:
+def theory_inputs(params: dict, ds: str) -> list[str]:
+    """What the theory stage reads: the data set and the checkpoints of the runs it measures."""
     runs = P.theory_runs(params, ds)
-    return [data_npz(ds)] + [run_file(runs[k].name, "model.pt") for k in sorted(runs)] + code_deps("theory")
+    return [data_npz(ds)] + [run_file(runs[k].name, "model.pt") for k in sorted(runs)]
+
+
+def theory_deps(params: dict, ds: str) -> list[str]:
+    return theory_inputs(params, ds) + code_deps("theory")
 
 
 def report_deps(params: dict) -> list[str]:

@@ -19,11 +19,21 @@ from . import params as P
 from .errors import UserError
 from .pipeline import (ANALYSIS_DIR, AUDIT_CSV, AUDIT_MD, THEORY_TABLES, checkpoint_inputs, classifier_datasets,
                        classifier_file, classifier_record, data_manifest, data_npz, evaluate_inputs, figure_runs,
-                       report_outs, run_file, theory_datasets, theory_deps, theory_outs)
+                       report_outs, run_file, theory_datasets, theory_inputs, theory_outs)
 
 
 def _say(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
+
+
+def _csv(rows: list[dict]) -> str:
+    """Rows of one schema as CSV text (the header from the first row)."""
+    buf = io.StringIO()
+    if rows:
+        writer = csv.DictWriter(buf, fieldnames=list(rows[0]), lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+    return buf.getvalue()
 
 
 def prepare(params: dict, dataset: str) -> None:
@@ -53,27 +63,24 @@ def train(params: dict, name: str, source: str, progress: bool = True, resume: b
     from . import training
 
     exp = P.experiment(params, name, source)
+    config = P.train_config(exp)
     d = data.load_prepared(data_npz(exp.dataset))
     state_path = Path(run_file(name, "train_state.pt"))
     t0 = time.perf_counter()
-    ckpt, log = training.train(P.train_config(exp), data.to_model_space(d["x_train"]), state_path, resume, progress, device)
+    ckpt, log = training.train(config, data.to_model_space(d["x_train"]), state_path, resume, progress, device)
     wall_s = time.perf_counter() - t0
     rank, _ = training.distributed()
     if rank != 0:
         return
     ckpt["data_dtype"] = str(d["x_train"].dtype)
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=list(log[0]), lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(log)
     artifacts.write_torch(run_file(name, "model.pt"), ckpt)
-    artifacts.write_text(run_file(name, "train_log.csv"), buf.getvalue())
+    artifacts.write_text(run_file(name, "train_log.csv"), _csv(log))
     inputs = [data_npz(exp.dataset)] + checkpoint_inputs(exp.config)
     artifacts.write_json(run_file(name, "train.json"), {
         "experiment": name,
         "final_loss": log[-1]["loss"],
         "parameters": sum(v.numel() for k, v in ckpt["model"].items() if not k.endswith("resample_filter")),
-        "provenance": artifacts.provenance("train", {"experiment": P.train_config(exp), "overrides": list(exp.overrides),
+        "provenance": artifacts.provenance("train", {"experiment": config, "overrides": list(exp.overrides),
                                                      "threads": params["threads"]}, inputs),
     })
     state_path.unlink(missing_ok=True)  # the run is complete; its final weights are in model.pt
@@ -222,15 +229,6 @@ def audit(params: dict, source: str, registry_path: str) -> None:
     _say(f"audit: {len(rows)} published rows; " + ", ".join(f"{v}: {c}" for v, c in counts.items() if c))
 
 
-def _csv(rows: list[dict]) -> str:
-    buf = io.StringIO()
-    if rows:
-        writer = csv.DictWriter(buf, fieldnames=list(rows[0]), lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(rows)
-    return buf.getvalue()
-
-
 def theory(params: dict, dataset: str, source: str, progress: bool = True) -> None:
     """The GC paper's theory on one data set's trained runs: R~_t, transport costs, R(theta), Theorem 1."""
     import torch
@@ -252,10 +250,11 @@ def theory(params: dict, dataset: str, source: str, progress: bool = True) -> No
     x = torch.from_numpy(data.to_model_space(data.load_prepared(data_npz(dataset))["x_train"])).double()
     net = params["networks"][spec["denoiser"]["network"]]
     n_fit = len({"ic", "ot"} | set(exps)) * spec["denoiser"]["steps"]
+    stats = measurements.encoder_stats(runs, x)
     with tqdm(total=n_fit, desc=f"theory {dataset}: denoisers", disable=not progress) as bar:
-        disc = measurements.discrepancy(x, runs, spec, kernel, ot_batch, net, bar)
-    trans = measurements.transport(x, runs, spec, ot_batch)
-    r_theta = measurements.r_theta(x, runs, spec, kernel)
+        disc = measurements.discrepancy(x, runs, stats, spec, kernel, ot_batch, net, bar)
+    trans = measurements.transport(x, runs, stats, spec, ot_batch)
+    r_theta = measurements.r_theta(x, runs, stats, spec, kernel)
     thm = measurements.theorem1(x, runs["ic"]["model"], spec, kernel) if P.is_2d(params, dataset) else []
     claims = measurements.claims(dataset, disc, trans, thm)
     outs = dict(zip(["json", *THEORY_TABLES, "fig2", "fig3", "theorem1_csv", "theorem1_png"],
@@ -273,7 +272,7 @@ def theory(params: dict, dataset: str, source: str, progress: bool = True) -> No
         "dataset": dataset, "runs": {k: e.name for k, e in exps.items()}, "kernel": kernel,
         "claims": claims, "R_theta": r_values, "tables": tables | {"theorem1": thm},
         "provenance": artifacts.provenance("theory", {"theory": spec, "denoiser_network": net},
-                                           theory_deps(params, dataset)[:1 + len(exps)]),
+                                           theory_inputs(params, dataset)),
     })
     held = sum(c["holds"] for c in claims)
     _say(f"theory {dataset}: {held}/{len(claims)} claims hold; R(theta) {r_values}")
@@ -310,7 +309,13 @@ def report(params: dict, source: str) -> None:
     artifacts.write_text(out / "results.csv", table.to_csv(index=False, lineterminator="\n"))
     artifacts.write_text(out / "results.md", report_mod.markdown(table, summary, source))
     artifacts.write_json(out / "metrics.json", report_mod.metrics_json(summary))
-    theory_records = [json.loads(Path(theory_outs(params, ds)[0]).read_text()) for ds in theory_datasets(params)]
+    theory_records = []
+    for ds in theory_datasets(params):
+        path = Path(theory_outs(params, ds)[0])
+        if not path.is_file():
+            raise UserError(f"{path}: no theory measurements for data set '{ds}'; run `ctcoupling theory "
+                            f"--params {source} --dataset {ds}` (or the pipeline) first")
+        theory_records.append(json.loads(path.read_text()))
     if theory_records:
         artifacts.write_text(out / "claims.md", report_mod.claims_markdown(theory_records, source))
     runs = figure_runs(params)

@@ -208,9 +208,7 @@ def fit_denoiser(denoiser: Denoiser, pool, steps: int, batch: int, lr: float, se
     for _ in range(steps):
         i = torch.randint(len(x0s), (batch,), generator=gen)
         x0, z, t = x0s[i], zs[i], tts[i]
-        tb = t.to(x0.dtype).reshape(-1, *[1] * (x0.ndim - 1))
-        a = 1 if denoiser.kernel == "ve" else 1 - tb / denoiser.sigma_max
-        out = denoiser(a * x0 + tb * z, t)
+        out = denoiser(perturb_batch(Kernel(denoiser.kernel, sigma_max=denoiser.sigma_max), x0, z, t), t)
         _, c_out, _ = denoiser.scales(t)
         loss = (_flat(out - x0).square().sum(1) / c_out.to(x0.dtype).square()).mean()
         opt.zero_grad(set_to_none=True)
@@ -275,15 +273,21 @@ def gc_pairs(inner, model, mu: float = 1.0):
     """GC at time t: x_0 replaced, with probability mu, by the generator's f(a x_0 + t z, t), same z."""
     def pairs(gen, n, t):
         x0, z = inner(gen, n, t)
-        with torch.no_grad():
-            x_hat = model(perturb_batch(model.kernel, x0, z, t).float(), t.float()).to(x0.dtype)
+        x_hat = generator_endpoint(model, x0, z, t)
         use = (torch.rand(n, generator=gen) < mu).reshape(-1, *[1] * (x0.ndim - 1)).to(x0.device)
         return torch.where(use, x_hat, x0), z
     return pairs
 
 
 def perturb_batch(kernel: Kernel, x0: torch.Tensor, z: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """x_t for a batch of times t (one per pair)."""
     return kernel.perturb(x0, t.to(x0.dtype), z)
+
+
+@torch.no_grad()
+def generator_endpoint(model, x0: torch.Tensor, z: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """GC's predicted endpoint f(x_t, t) of each pair, in the model's float32, returned in x0's dtype."""
+    return model(perturb_batch(model.kernel, x0, z, t).float(), t.float()).to(x0.dtype)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -302,8 +306,7 @@ def gc_cost_curve(model, data: torch.Tensor, ts, n: int, seed: int) -> list[tupl
     for i, t in enumerate(ts):
         gen = torch.Generator().manual_seed(seed + i)
         x0, z, _ = draw_pairs(data, n, gen)
-        tt = torch.full((n,), float(t))
-        f = model(perturb_batch(model.kernel, x0, z, tt).float(), tt.float()).to(x0.dtype)
+        f = generator_endpoint(model, x0, z, torch.full((n,), float(t)))
         out.append((float(t), *mean_and_se(coupling_cost(f, z))))
     return out
 
