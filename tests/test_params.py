@@ -76,6 +76,25 @@ def test_stage_param_keys_are_exact():
     (lambda p: p["train"].update(network="nope"), "key 'train.network': unknown network 'nope'"),
     (lambda p: p["datasets"].update(Bad={"source": "digits", "n_test": 1, "seed": 0}), "'Bad' does not match"),
     (lambda p: p["datasets"]["two_gaussians"].pop("n_train"), "'n_train' is a required property"),
+    # every number finite: YAML's .nan and .inf slip past JSON-schema bounds
+    (lambda p: p["train"].update(lr=float("nan")), "key 'train.lr': nan is not a finite number"),
+    (lambda p: p["objectives"]["ict"]["kernel"].update(sigma_max=float("inf")),
+     "key 'objectives.ict.kernel.sigma_max': inf is not a finite number"),
+    (lambda p: p["theory"].update(times=[0.1, float("nan")]), "key 'theory.times[1]': nan is not a finite number"),
+    # ordered pairs, on each experiment's resolved settings
+    (lambda p: p["objectives"]["ict"]["kernel"].update(sigma_min=100.0),
+     "key 'objectives.ict.kernel' of experiment two_gaussians-ict-ic-s0: sigma_min 100 must be below sigma_max 80"),
+    (lambda p: p["objectives"]["ict"].update(s0=2000), "key 'objectives.ict' of experiment two_gaussians-ict-ic-s0: "
+                                                       "s0 2000 must not exceed s1 1280"),
+    (lambda p: p["couplings"]["gc"].update(mu_ramp_steps=10_000), "key 'couplings.gc.mu_ramp_steps' of experiment "
+                                                                  "two_gaussians-ict-gc-s0: 10000 ramps past the end"),
+    (lambda p: p["train"].update(ema_gamma=6.94), "ema_gamma and ema_warmup are two EMA schedules"),
+    (lambda p: p["objectives"]["ect"].update(form="official", kernel=dict(p["objectives"]["ect"]["kernel"], kind="li")),
+     "the official ECT form (EDM's preconditioning in training) is defined for the VE kernel only"),
+    # settings checked against the coupling/objective they belong to
+    (lambda p: p["couplings"]["ot"].update(mu=0.5), "key 'couplings.ot.mu': does not apply to coupling kind 'ot'"),
+    (lambda p: p["objectives"]["ict"].update(form="official"),
+     "key 'objectives.ict.form': does not apply to objective kind 'ict' (it applies to: ect)"),
 ])
 def test_bad_params_name_the_key(mutate, fragment):
     params = load("smoke.yaml")
@@ -98,6 +117,21 @@ def test_missing_and_malformed_files(tmp_path):
 def test_unknown_experiment_lists_the_grid():
     with pytest.raises(UserError, match="no experiment 'x' in the grid .*two_gaussians-ict-ic-s0"):
         P.experiment(load("smoke.yaml"), "x")
+
+
+def test_bad_params_touch_no_artifact(tmp_path):
+    """sigma_min above sigma_max used to validate, train to a negative loss and overwrite model.pt."""
+    params = load("smoke.yaml")
+    params["objectives"]["ict"]["kernel"]["sigma_min"] = 100.0
+    f = tmp_path / "p.yaml"
+    f.write_text(yaml.safe_dump(params))
+    model = tmp_path / "runs" / "two_gaussians-ict-ic-s0" / "model.pt"
+    model.parent.mkdir(parents=True)
+    model.write_bytes(b"earlier weights")
+    p = ctc("train", "--params", f, "--experiment", "two_gaussians-ict-ic-s0", cwd=tmp_path, check=False)
+    assert p.returncode == 2 and "Traceback" not in p.stderr
+    assert p.stderr.strip().count("\n") == 0 and "sigma_min 100 must be below sigma_max 80" in p.stderr
+    assert model.read_bytes() == b"earlier weights"
 
 
 def test_cli_bad_params_is_one_line_without_traceback(tmp_path):
@@ -123,7 +157,8 @@ def test_every_command_has_help():
 @pytest.mark.parametrize("sample, fragment", [
     ({"steps": 2, "t_mid": []}, "0 times for 2 steps"),
     ({"steps": 3, "t_mid": [0.5, 1.0]}, "times must decrease"),
-    ({"steps": 2, "t_mid": [90.0]}, "below sigma_max"),
+    ({"steps": 2, "t_mid": [90.0]}, "between sigma_min and sigma_max"),
+    ({"steps": 2, "t_mid": [0.001]}, "between sigma_min and sigma_max"),
 ])
 def test_t_mid_must_fit_the_steps(sample, fragment):
     params = load("smoke.yaml")

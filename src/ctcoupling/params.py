@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import itertools
+import math
 from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib import resources
@@ -22,6 +23,27 @@ from .errors import UserError
 
 AXES = ("dataset", "objective", "coupling", "seed")
 SECTIONS = ("objective", "coupling", "network", "train", "sample", "evaluate")
+
+# The keys that apply to each coupling and objective kind. In a named section (`couplings.<c>`,
+# `objectives.<o>`) any other key is an error; an override that sets one for a cell of another kind
+# (e.g. `coupling.encoder` on every digits run) is ignored there and listed in `Experiment.ignored`,
+# so no setting is ever silently used where it does not apply.
+_GC_KEYS = ("mu", "mu_ramp_steps", "predictor", "checkpoint", "prediction_range")
+COUPLING_KEYS = {"ic": ("kind",), "ot": ("kind",), "vc": ("kind", "encoder", "kl_scale"),
+                 "gc": ("kind",) + _GC_KEYS, "vcgc": ("kind", "encoder", "kl_scale") + _GC_KEYS}
+OBJECTIVE_KEYS = {"ict": ("kind", "kernel", "s0", "s1", "P_mean", "P_std", "huber_c", "huber_per_element"),
+                  "ect": ("kind", "kernel", "P_mean", "P_std", "q", "k", "b", "n_stages", "huber_c", "weighting",
+                          "form")}
+
+# Optional settings and their values when a params file leaves them out (the schema describes each).
+DEFAULTS = {
+    "objective": {"ect": {"form": "boundary"}},
+    "coupling": {"gc": {"mu_ramp_steps": 0, "prediction_range": None},
+                 "vcgc": {"mu_ramp_steps": 0, "prediction_range": None}},
+    "train": {"hflip": False, "ema_warmup": None, "ema_update_every": 1, "nonfinite_grad": "abort"},
+    "sample": {"ot_pairing": False},
+    "evaluate": {"fidelity": {"protocol": "standard"}},
+}
 
 
 @lru_cache(maxsize=1)
@@ -54,6 +76,7 @@ def validate(params: dict, source: str = "params") -> dict:
     """Validate against workflow/schemas/params.schema.yaml and cross-check the names the grid uses."""
     if not isinstance(params, dict):
         raise UserError(f"{source}: expected a mapping of params at the top level")
+    _check_finite(params, source)
     validator = jsonschema.Draft202012Validator(schema())
     errors = sorted(validator.iter_errors(params), key=lambda e: (len(list(e.absolute_path)), str(e.absolute_path)))
     if errors:
@@ -86,19 +109,83 @@ def validate(params: dict, source: str = "params") -> dict:
         if name not in params["networks"]:
             raise UserError(f"{source}: key '{key}': unknown network '{name}' "
                             f"(defined under networks: {', '.join(sorted(params['networks']))})")
+    for table, allowed in (("couplings", COUPLING_KEYS), ("objectives", OBJECTIVE_KEYS)):
+        for name, spec in params[table].items():
+            extra = [k for k in spec if k not in allowed[spec["kind"]]]
+            if extra:
+                users = sorted(kind for kind, keys in allowed.items() if extra[0] in keys)
+                raise UserError(f"{source}: key '{table}.{name}.{extra[0]}': does not apply to {table[:-1]} kind "
+                                f"'{spec['kind']}' (it applies to: {', '.join(users) or 'none'}); remove it")
     if theory:
         _check_theory(params, theory, source)
+    if "official" in params:
+        _check_official(params, source)
     for e in experiments(params):
         _check_fidelity(params, e, source)
-        sample = e.config["sample"]
-        if len(sample["t_mid"]) != sample["steps"] - 1:
-            raise UserError(f"{source}: key 'sample.t_mid' of experiment {e.name}: {len(sample['t_mid'])} times "
-                            f"for {sample['steps']} steps (give steps - 1 intermediate times)")
-        if any(b >= a for a, b in zip(sample["t_mid"], sample["t_mid"][1:])) or any(
-                t >= e.config["objective"]["kernel"]["sigma_max"] for t in sample["t_mid"]):
-            raise UserError(f"{source}: key 'sample.t_mid' of experiment {e.name}: times must decrease "
-                            "and stay below sigma_max")
+        _check_order(e, source)
     return params
+
+
+def _check_official(params: dict, source: str) -> None:
+    from .official import RUNS
+
+    for coupling, run in params["official"]["runs"].items():
+        key = f"{source}: key 'official.runs.{coupling}'"
+        if coupling not in params["couplings"]:
+            raise UserError(f"{key}: unknown coupling '{coupling}' (defined under couplings: "
+                            f"{', '.join(sorted(params['couplings']))})")
+        if run not in RUNS:
+            raise UserError(f"{key}: unknown official run '{run}' (have: {', '.join(sorted(RUNS))})")
+        kind = params["couplings"][coupling]["kind"]
+        if kind not in RUNS[run]["couplings"]:
+            raise UserError(f"{key}: official run '{run}' has no {kind} coupling "
+                            f"(has: {', '.join(RUNS[run]['couplings'])})")
+
+
+def _check_finite(node, source: str, path=()) -> None:
+    """Every number finite: YAML's .nan and .inf pass JSON-schema bounds (NaN compares false)."""
+    if isinstance(node, dict):
+        for k, v in node.items():
+            _check_finite(v, source, path + (k,))
+    elif isinstance(node, list):
+        for i, v in enumerate(node):
+            _check_finite(v, source, path + (i,))
+    elif isinstance(node, float) and not math.isfinite(node):
+        raise UserError(f"{source}: key '{_key_path(path)}': {node} is not a finite number")
+
+
+def _check_order(e: Experiment, source: str) -> None:
+    """Pairs of one experiment's resolved settings that must be ordered (an override may set either)."""
+    c = e.config
+
+    def key(k: str) -> str:
+        return f"{source}: key '{k}' of experiment {e.name}"
+
+    kernel, obj = c["objective"]["kernel"], c["objective"]
+    if not kernel["sigma_min"] < kernel["sigma_max"]:
+        raise UserError(f"{key(f'objectives.{e.objective}.kernel')}: sigma_min {kernel['sigma_min']:g} must be "
+                        f"below sigma_max {kernel['sigma_max']:g}")
+    if obj.get("form") == "official" and kernel["kind"] != "ve":
+        raise UserError(f"{key(f'objectives.{e.objective}.form')}: the official ECT form (EDM's preconditioning "
+                        "in training) is defined for the VE kernel only; use form: boundary with LI")
+    if obj["kind"] == "ict" and obj["s0"] > obj["s1"]:
+        raise UserError(f"{key(f'objectives.{e.objective}')}: s0 {obj['s0']} must not exceed s1 {obj['s1']}")
+    lo_hi = c["coupling"].get("prediction_range")
+    if lo_hi is not None and not lo_hi[0] < lo_hi[1]:
+        raise UserError(f"{key(f'couplings.{e.coupling}.prediction_range')}: {lo_hi[0]:g} must be below {lo_hi[1]:g}")
+    if c["coupling"].get("mu_ramp_steps", 0) > c["train"]["steps"]:
+        raise UserError(f"{key(f'couplings.{e.coupling}.mu_ramp_steps')}: {c['coupling']['mu_ramp_steps']} ramps "
+                        f"past the end of training ({c['train']['steps']} steps)")
+    train = c["train"]
+    if train["ema_gamma"] is not None and train["ema_warmup"] is not None:
+        raise UserError(f"{key('train')}: ema_gamma and ema_warmup are two EMA schedules; set one of them")
+    sample = c["sample"]
+    if len(sample["t_mid"]) != sample["steps"] - 1:
+        raise UserError(f"{key('sample.t_mid')}: {len(sample['t_mid'])} times for {sample['steps']} steps "
+                        "(give steps - 1 intermediate times)")
+    if any(b >= a for a, b in zip(sample["t_mid"], sample["t_mid"][1:])) or any(
+            not kernel["sigma_min"] < t < kernel["sigma_max"] for t in sample["t_mid"]):
+        raise UserError(f"{key('sample.t_mid')}: times must decrease and stay between sigma_min and sigma_max")
 
 
 def _check_fidelity(params: dict, e: Experiment, source: str) -> None:
@@ -109,6 +196,9 @@ def _check_fidelity(params: dict, e: Experiment, source: str) -> None:
         raise UserError(f"{key}: {e.dataset} is a 2-D point set; image metrics need images (use features: none)")
     if fid["features"] == "classifier" and "classifier" not in params:
         raise UserError(f"{key}: features 'classifier' needs a top-level `classifier` section (epochs, batch, lr, seed)")
+    if fid["protocol"] != "standard" and not fid["stream"]:
+        raise UserError(f"{key}: protocol '{fid['protocol']}' converts the generated floats itself; it needs "
+                        "stream: true (samples.npz holds images already rounded by the standard protocol)")
     if fid["stream"]:
         if fid["n"] is None:
             raise UserError(f"{key}: stream needs n, the images generated per seed (the papers: 50000)")
@@ -168,6 +258,7 @@ class Experiment:
     seed: int
     config: dict = field(compare=False, repr=False)
     overrides: tuple[str, ...] = field(default=(), compare=False)
+    ignored: tuple[str, ...] = field(default=(), compare=False)  # settings that do not apply to this cell
 
     @property
     def name(self) -> str:
@@ -201,13 +292,36 @@ def experiments(params: dict) -> list[Experiment]:
             sets = [params["overrides"][n]["set"] for n in applied]
             for s in sets:  # train.network may be overridden, so resolve it before the network section
                 config = deep_merge(config, {k: v for k, v in s.items() if k != "network"})
+            config = deep_merge({k: DEFAULTS[k] for k in ("train", "sample", "evaluate")}, config)
+            for section in ("objective", "coupling"):
+                config[section] = deep_merge(DEFAULTS[section].get(config[section]["kind"], {}), config[section])
+            config, ignored = _applicable(config, is_2d(params, cell["dataset"]))
             config["network"] = params["networks"][config["train"]["network"]]
             if "encoder" in config["coupling"]:
                 config["encoder_network"] = params["networks"][config["coupling"]["encoder"]]
             for s in sets:
                 config = deep_merge(config, {k: v for k, v in s.items() if k == "network"})
-            out.append(Experiment(**cell, config=config, overrides=applied))
+            out.append(Experiment(**cell, config=config, overrides=applied, ignored=ignored))
     return out
+
+
+def _applicable(config: dict, points: bool) -> tuple[dict, tuple[str, ...]]:
+    """Drop the settings that do not apply to this cell (set by an override or a shared section), and
+    name them: coupling and objective keys of another kind, OT re-pairing outside OT runs, flips of
+    2-D points."""
+    ignored = []
+    for section, allowed in (("coupling", COUPLING_KEYS), ("objective", OBJECTIVE_KEYS)):
+        spec = config[section] = dict(config[section])  # never the params' own section
+        for k in [k for k in spec if k not in allowed[spec["kind"]]]:
+            ignored.append(f"{section}.{k} (not a {spec['kind']} setting)")
+            del spec[k]
+    if config["sample"]["ot_pairing"] and config["coupling"]["kind"] != "ot":
+        ignored.append("sample.ot_pairing (re-pairs noise of OT runs only)")
+        config["sample"]["ot_pairing"] = False
+    if config["train"]["hflip"] and points:
+        ignored.append("train.hflip (2-D points are not images)")
+        config["train"]["hflip"] = False
+    return config, tuple(ignored)
 
 
 TRAIN_SECTIONS = ("dataset", "seed", "objective", "coupling", "network", "encoder_network", "train")
