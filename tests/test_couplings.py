@@ -125,6 +125,16 @@ def test_gc_mu_one_uses_the_prediction_for_every_sample():
     assert pair.stats["gc_fraction"] == 1.0
 
 
+def test_gc_prediction_range_clamps_the_predicted_endpoint_only():
+    x, lower = torch.randn(64, 2), torch.full((64,), 0.5)
+    free = couplings.GeneratorCoupling(couplings.IndependentCoupling(), Doubler(), mu=1.0)(x, lower, BatchRNG(0), ctx())
+    gc = couplings.GeneratorCoupling(couplings.IndependentCoupling(), Doubler(), mu=1.0, prediction_range=(-1.0, 1.0))
+    pair = gc(x, lower, BatchRNG(0), ctx())
+    assert free.x.abs().max() > 1  # the clamp has something to do
+    torch.testing.assert_close(pair.x, free.x.clamp(-1, 1))
+    torch.testing.assert_close(pair.z, free.z)
+
+
 def test_gc_observed_fraction_matches_mu_and_ramp():
     gc = couplings.GeneratorCoupling(couplings.IndependentCoupling(), Doubler(), mu=0.3, rng=BatchRNG(5))
     fr = np.mean([gc(torch.randn(500, 2), torch.ones(500), BatchRNG(i), ctx()).stats["gc_fraction"] for i in range(40)])

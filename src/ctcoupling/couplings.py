@@ -124,8 +124,10 @@ class GeneratorCoupling:
     """GC on top of a noise coupling (IC or VC): replace x by the predicted endpoint with probability mu.
     Its coin flips come from a generator of their own, so mu = 0 reproduces the inner coupling bitwise."""
 
-    def __init__(self, inner, predictor, mu: float, ramp_steps: int = 0, rng: BatchRNG | None = None):
+    def __init__(self, inner, predictor, mu: float, ramp_steps: int = 0, rng: BatchRNG | None = None,
+                 prediction_range: tuple[float, float] | None = None):
         self.inner, self.predictor, self.mu, self.ramp_steps = inner, predictor, mu, ramp_steps
+        self.prediction_range = prediction_range  # project x_hat onto the data's box (not in the official code)
         self.trainable = inner.trainable
         self.rng = rng or BatchRNG(0)
 
@@ -143,6 +145,8 @@ class GeneratorCoupling:
         sigma = lower.clamp(min=ctx.kernel.sigma_min)
         with torch.no_grad():
             x_hat = self.predictor(ctx.kernel.perturb(x, sigma, pair.z), sigma)
+            if self.prediction_range is not None:
+                x_hat = x_hat.clamp(*self.prediction_range)
         use = self.rng.rand(len(x)).to(x.device) < self.mu_at(ctx.step)
         x_gc = torch.where(use.reshape(-1, *[1] * (x.ndim - 1)), x_hat, x)
         return Pair(x_gc, pair.z, pair.extra_loss, {**pair.stats, "gc_fraction": use.float().mean().item()})
@@ -177,5 +181,6 @@ def build(spec: dict, *, encoder: torch.nn.Module | None = None, model=None, ema
         return inner
     if kind in ("gc", "vcgc"):
         source = {"ema": ema, "online": model, "checkpoint": frozen}[spec["predictor"]]
-        return GeneratorCoupling(inner, Predictor(source), spec["mu"], spec.get("mu_ramp_steps", 0), rng)
+        return GeneratorCoupling(inner, Predictor(source), spec["mu"], spec.get("mu_ramp_steps", 0), rng,
+                                 spec.get("prediction_range"))
     raise ValueError(f"unknown coupling {kind!r}")

@@ -36,9 +36,15 @@ class Kernel:
         """Single-sample velocity d x_sigma / d sigma: z (VE), z - x/sigma_max (LI) (METHODS 6)."""
         return z if self.kind == "ve" else z - x / self.sigma_max
 
-    def precond(self, sigma: torch.Tensor):
-        """(c_skip, c_out, c_in, c_noise) with the boundary condition at sigma_min."""
+    def precond(self, sigma: torch.Tensor, boundary: bool = True):
+        """(c_skip, c_out, c_in, c_noise) with the boundary condition at sigma_min; `boundary=False`: EDM's
+        form, c_skip = sd^2/(s^2 + sd^2), c_out = s sd c_in, which ECT trains with (VE only)."""
         sd, smin = self.sigma_data, self.sigma_min
+        if not boundary:
+            if self.kind != "ve":
+                raise ValueError("EDM's preconditioning without the boundary condition is defined for VE only")
+            c_in = 1 / torch.sqrt(sd**2 + sigma**2)
+            return sd**2 / (sigma**2 + sd**2), sigma * sd * c_in, c_in, torch.log(sigma) / 4
         if self.kind == "ve":
             c_in = 1 / torch.sqrt(sd**2 + sigma**2)
             c_skip = sd**2 / ((sigma - smin) ** 2 + sd**2)
@@ -63,14 +69,16 @@ def _bcast(v: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
 
 
 class ConsistencyModel(torch.nn.Module):
-    """f_theta(x, sigma): a raw network F wrapped in the kernel's preconditioning."""
+    """f_theta(x, sigma): a raw network F wrapped in the kernel's preconditioning. With
+    `boundary_in_training=False` (ECT's official form) train mode uses EDM's preconditioning and only
+    eval mode (sampling, the EMA, GC's predictor) the boundary form, as locuslab/ect's ECMPrecond."""
 
-    def __init__(self, net: torch.nn.Module, kernel: Kernel):
+    def __init__(self, net: torch.nn.Module, kernel: Kernel, boundary_in_training: bool = True):
         super().__init__()
-        self.net, self.kernel = net, kernel
+        self.net, self.kernel, self.boundary_in_training = net, kernel, boundary_in_training
 
     def forward(self, x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
         sigma = sigma.to(torch.float32).reshape(-1).expand(x.shape[0])
-        c_skip, c_out, c_in, c_noise = self.kernel.precond(sigma)
+        c_skip, c_out, c_in, c_noise = self.kernel.precond(sigma, self.boundary_in_training or not self.training)
         F = self.net(_bcast(c_in, x) * x, c_noise)
         return _bcast(c_skip, x) * x + _bcast(c_out, x) * F

@@ -96,14 +96,21 @@ class ICTLoss:
 
 
 class ECTLoss:
+    """`form="boundary"`: t >= sigma_min, x_r as the target wherever r <= sigma_min (the boundary
+    condition). `form="official"` (locuslab/ect training/loss.py ECMLoss): t not clamped (LI: at most
+    sigma_max, as sony/vct), the network at r as target wherever r > 0 and x only where r = 0; the
+    model trains with EDM's preconditioning (`ConsistencyModel(boundary_in_training=False)`)."""
+
     def __init__(self, kernel: Kernel, total_steps: int, P_mean: float = -1.1, P_std: float = 2.0, q: float = 2.0,
                  k: float = 8.0, b: float = 1.0, n_stages: int = 8, huber_c: float = 0.0,
-                 weighting: str = "consistency"):
+                 weighting: str = "consistency", form: str = "boundary"):
         if weighting not in ("consistency", "karras"):
             raise ValueError(f"unknown weighting {weighting!r}")
+        if form not in ("boundary", "official"):
+            raise ValueError(f"unknown ECT form {form!r}")
         self.kernel, self.total_steps = kernel, total_steps
         self.P_mean, self.P_std, self.q, self.k, self.b, self.n_stages = P_mean, P_std, q, k, b, n_stages
-        self.huber_c, self.weighting = huber_c, weighting
+        self.huber_c, self.weighting, self.form = huber_c, weighting, form
 
     def stage(self, step: int) -> int:
         """floor(step / (K / n_stages))."""
@@ -115,10 +122,11 @@ class ECTLoss:
         return (t * (1 - decay * (1 + self.k * torch.sigmoid(-self.b * t)))).clamp(min=0)
 
     def sample_t(self, n: int, rng: BatchRNG) -> torch.Tensor:
-        """t = exp(P_mean + P_std n), kept inside [sigma_min, sigma_max] where the model is defined."""
+        """t = exp(P_mean + P_std n); boundary form: kept inside [sigma_min, sigma_max] where the model is
+        defined; official form: unclamped (VE), at most sigma_max (LI)."""
         t = torch.exp(self.P_mean + self.P_std * rng.randn(n))
         hi = self.kernel.sigma_max if self.kernel.kind == "li" else math.inf
-        return t.clamp(min=self.kernel.sigma_min, max=hi)
+        return t.clamp(min=self.kernel.sigma_min if self.form == "boundary" else None, max=hi)
 
     def weight(self, t: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
         if self.weighting == "consistency":
@@ -137,13 +145,18 @@ class ECTLoss:
         t = self.sample_t(len(x), rng).to(x.device)
         r = self.t_to_r(t, step)
         pair: Pair = coupling(x, r, rng, Context(step, self.kernel, self.max_weight(step)))
-        # At or below sigma_min the consistency function is the identity (the boundary condition),
-        # so there the target is the path point itself: x where r = 0, as in ECT.
-        boundary = r <= self.kernel.sigma_min
         x_r = self.kernel.perturb(pair.x, r, pair.z)
-        student, teacher = paired_passes(model, self.kernel.perturb(pair.x, t, pair.z), t,
-                                         x_r, r.clamp(min=self.kernel.sigma_min))
-        target = torch.where(boundary.reshape(-1, *[1] * (x.ndim - 1)), x_r, teacher)
+        if self.form == "boundary":
+            # At or below sigma_min the consistency function is the identity (the boundary condition),
+            # so there the target is the path point itself.
+            clean = r <= self.kernel.sigma_min
+            r_net = r.clamp(min=self.kernel.sigma_min)
+        else:  # r = 0 gives x itself; 0 < r < sigma_min is the network's (EDM precond is defined there)
+            clean, r_net = r == 0, torch.where(r == 0, t, r)  # t: any valid input, the result is unused
+        student, teacher = paired_passes(model, self.kernel.perturb(pair.x, t, pair.z), t, x_r, r_net)
+        if self.form == "official":
+            teacher = torch.nan_to_num(teacher)
+        target = torch.where(clean.reshape(-1, *[1] * (x.ndim - 1)), x_r, teacher)
         loss = pseudo_huber(student - target, self.huber_c) * self.weight(t, r)
         if pair.extra_loss is not None:
             loss = loss + pair.extra_loss
@@ -163,5 +176,5 @@ def build(spec: dict, total_steps: int):
                        spec["huber_c"], spec["huber_per_element"])
     if spec["kind"] == "ect":
         return ECTLoss(kernel, total_steps, spec["P_mean"], spec["P_std"], spec["q"], spec["k"], spec["b"],
-                       spec["n_stages"], spec["huber_c"] or 0.0, spec["weighting"])
+                       spec["n_stages"], spec["huber_c"] or 0.0, spec["weighting"], spec.get("form", "boundary"))
     raise ValueError(f"unknown objective {spec['kind']!r}")

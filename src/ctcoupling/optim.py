@@ -42,15 +42,43 @@ def learning_rate(spec: dict, step: int) -> float:
     return spec["lr"] if not ref else spec["lr"] / math.sqrt(max(step / ref, 1.0))
 
 
-def ema_decay(spec: dict, step: int) -> float:
-    """Constant decay, or EDM2's power function (1 - 1/t)^(gamma + 1) at t = step + 1."""
-    gamma = spec.get("ema_gamma")
+def ema_decay(spec: dict, step: int) -> float | None:
+    """The EMA decay applied after training step `step` (0-based), or None where the EMA is not updated.
+
+    - constant `ema`;
+    - EDM2's power function (1 - 1/t)^(gamma + 1) at t = step + 1 (`ema_gamma`);
+    - ema-pytorch 0.2.3's warm-up (`ema_warmup`, as consistency_GC builds its EMA with update_after_step
+      0): update() is called once per step and counts calls, not updates; only every
+      `ema_update_every`-th call updates. The first one (call 0) and the first after it copy the weights
+      (decay 0); later ones use min(1 - (1 + k / inv_gamma)^(-power), ema) at call index k.
+    """
+    every = spec.get("ema_update_every", 1)
+    if step % every:
+        return None
+    warmup, gamma = spec.get("ema_warmup"), spec.get("ema_gamma")
+    if warmup is not None:
+        if step <= every:  # ema-pytorch copies at call 0 (step <= update_after_step) and when it inits
+            return 0.0
+        return min(max(1 - (1 + step / warmup["inv_gamma"]) ** -warmup["power"], 0.0), spec["ema"])
     return spec["ema"] if gamma is None else (1 - 1 / (step + 1)) ** (gamma + 1)
+
+
+def replace_nonfinite(params, mode: str) -> None:
+    """Non-finite gradients replaced in place, as the official loops do before their optimiser step:
+    `replace` (locuslab/ect ct_training_loop.py): NaN -> 0, +-inf -> +-1e5; `zero` (sony/vct
+    lightning_cm.py): NaN and +-inf -> 0."""
+    big = 1e5 if mode == "replace" else 0.0
+    for p in params:
+        if p.grad is not None:
+            torch.nan_to_num(p.grad, nan=0.0, posinf=big, neginf=-big, out=p.grad)
 
 
 @torch.no_grad()
 def ema_update(ema: torch.nn.Module, model: torch.nn.Module, decay: float) -> None:
     for pe, pm in zip(ema.parameters(), model.parameters()):
-        pe.lerp_(pm, 1 - decay)
+        if decay == 0.0:
+            pe.copy_(pm)  # exactly, where lerp's rounding could differ
+        else:
+            pe.lerp_(pm, 1 - decay)
     for be, bm in zip(ema.buffers(), model.buffers()):
         be.copy_(bm)

@@ -10,12 +10,15 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from .couplings import ot_permutation
 from .kernels import ConsistencyModel
 
 
 @torch.no_grad()
 def multistep(model: ConsistencyModel, z: torch.Tensor, t_mid=(), generator: torch.Generator | None = None,
-              encoder=None):
+              encoder=None, ot_pairing: bool = False):
+    """`ot_pairing` (OT runs, sony/vct models/cm_base.py): each later step's fresh noises are re-assigned
+    to the batch's current samples by the exact assignment on squared distances, as in training."""
     kernel = model.kernel
     n = len(z)
     x = model(kernel.sigma_max * z, torch.full((n,), kernel.sigma_max, device=z.device))
@@ -24,6 +27,8 @@ def multistep(model: ConsistencyModel, z: torch.Tensor, t_mid=(), generator: tor
         if encoder is not None:
             mu, s = encoder(x)
             noise = mu + s * noise
+        if ot_pairing:
+            noise = noise[torch.from_numpy(ot_permutation(x, noise)).to(z.device)]
         sigma = torch.full((n,), float(t), device=z.device)
         x = model(kernel.perturb(x, sigma, noise), sigma)
     return x
@@ -31,7 +36,8 @@ def multistep(model: ConsistencyModel, z: torch.Tensor, t_mid=(), generator: tor
 
 @torch.no_grad()
 def generate(model: ConsistencyModel, n: int, shape: tuple[int, ...], batch: int, seed: int, t_mid=(),
-             progress: bool = True, device: str | torch.device = "cpu", encoder=None) -> torch.Tensor:
+             progress: bool = True, device: str | torch.device = "cpu", encoder=None,
+             ot_pairing: bool = False) -> torch.Tensor:
     """n samples in batches with 1 + len(t_mid) network evaluations each, from one seeded generator."""
     gen = torch.Generator().manual_seed(seed)
     model = model.to(device)
@@ -39,7 +45,7 @@ def generate(model: ConsistencyModel, n: int, shape: tuple[int, ...], batch: int
     out = []
     for start in tqdm(range(0, n, batch), desc="sample", disable=not progress, mininterval=1.0):
         z = torch.randn((min(batch, n - start), *shape), generator=gen).to(device)
-        out.append(multistep(model, z, t_mid, gen, encoder).cpu())
+        out.append(multistep(model, z, t_mid, gen, encoder, ot_pairing).cpu())
     return torch.cat(out)
 
 

@@ -109,7 +109,8 @@ def sample(params: dict, name: str, source: str, progress: bool = True, device: 
     model = training.load_model(ckpt, spec["use_ema"])
     encoder = training.load_encoder(ckpt, spec["use_ema"])  # VC: later steps draw noise from its posterior
     x = sampling.generate(model, spec["n"], tuple(ckpt["data_shape"]), spec["batch"],
-                          exp.seed + spec["seed_offset"], spec["t_mid"], progress, device, encoder).numpy()
+                          exp.seed + spec["seed_offset"], spec["t_mid"], progress, device, encoder,
+                          spec["ot_pairing"]).numpy()
     if ckpt["data_dtype"] == "uint8":
         x = data.to_uint8(x)
     artifacts.write_npz(run_file(name, "samples.npz"), {"x": x})
@@ -158,14 +159,14 @@ def _stream(exp, device: str):
     use_ema = exp.config["sample"]["use_ema"]
     model, encoder = training.load_model(ckpt, use_ema), training.load_encoder(ckpt, use_ema)
     shape, spec = tuple(ckpt["data_shape"]), exp.config["evaluate"]["fidelity"]
-    t_mid = exp.config["sample"]["t_mid"]
+    t_mid, ot_pairing = exp.config["sample"]["t_mid"], exp.config["sample"]["ot_pairing"]
 
     def make(nfe: int, seed: int):
         def batch(b: int):
             m = min(spec["batch"], spec["n"] - b * spec["batch"])
             s = int(np.random.SeedSequence([exp.seed, seed, nfe, b]).generate_state(1)[0])
-            return sampling.generate(model, m, shape, m, s, t_mid[:nfe - 1], False, device, encoder)
-        return fidelity.SampleStream(batch, spec["n"], spec["batch"])
+            return sampling.generate(model, m, shape, m, s, t_mid[:nfe - 1], False, device, encoder, ot_pairing)
+        return fidelity.SampleStream(batch, spec["n"], spec["batch"], spec["protocol"])
     return make
 
 

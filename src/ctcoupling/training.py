@@ -26,7 +26,8 @@ from .randomness import BatchRNG
 
 def build_model(config: dict, data_shape: tuple[int, ...]) -> ConsistencyModel:
     net = networks.build(config["network"], data_shape)
-    return ConsistencyModel(net, Kernel(**config["objective"]["kernel"]))
+    official_ect = config["objective"].get("form") == "official"  # EDM's precond in training (ECT)
+    return ConsistencyModel(net, Kernel(**config["objective"]["kernel"]), boundary_in_training=not official_ect)
 
 
 def distributed() -> tuple[int, int]:
@@ -91,14 +92,31 @@ class Run:
                 if p.grad is not None:
                     torch.distributed.all_reduce(p.grad)
                     p.grad /= self.world
+        if self.spec["nonfinite_grad"] != "abort":
+            optim.replace_nonfinite(self.trainable, self.spec["nonfinite_grad"])
         grad_norm = torch.nn.utils.clip_grad_norm_(self.trainable, self.spec.get("grad_clip") or math.inf)
-        if torch.isfinite(loss) and torch.isfinite(grad_norm):
+        if self.healthy(loss, grad_norm):
             self.opt.step()
             decay = optim.ema_decay(self.spec, step)
-            optim.ema_update(self.ema, self.model, decay)
-            if self.encoder is not None:
-                optim.ema_update(self.ema_encoder, self.encoder, decay)
+            if decay is not None:
+                optim.ema_update(self.ema, self.model, decay)
+                if self.encoder is not None:
+                    optim.ema_update(self.ema_encoder, self.encoder, decay)
         return loss, grad_norm, stats
+
+    def healthy(self, loss: torch.Tensor, grad_norm: torch.Tensor) -> bool:
+        """Whether to step: always where non-finite gradients are replaced (the official loops go on),
+        else only on a finite loss and gradient (the loop then stops with an error)."""
+        return self.spec["nonfinite_grad"] != "abort" or bool(torch.isfinite(loss) and torch.isfinite(grad_norm))
+
+    def minibatch(self, data: torch.Tensor, n: int) -> torch.Tensor:
+        """n training examples drawn with replacement; with `hflip`, each flipped left-right with
+        probability 1/2 (sony/vct's RandomHorizontalFlip), the coins from the run's generator."""
+        x = data[self.rng.randint(len(data), n).to(data.device)]
+        if self.spec["hflip"]:
+            flip = (self.rng.rand(n) < 0.5).to(data.device).reshape(-1, *[1] * (x.ndim - 1))
+            x = torch.where(flip, x.flip(-1), x)
+        return x
 
     def weights(self) -> dict:
         out = {"model": self.model.state_dict(), "ema": self.ema.state_dict()}
@@ -153,9 +171,8 @@ def train(config: dict, x_train: np.ndarray, state_path: str | Path | None = Non
     bar = trange(start, spec["steps"], initial=start, total=spec["steps"], desc=f"train seed={seed}",
                  disable=not progress or rank != 0, mininterval=1.0)
     for step in bar:
-        x = data[run.rng.randint(len(data), local_batch).to(device)]
-        loss, grad_norm, stats = run.step(x, step)
-        if not (torch.isfinite(loss) and torch.isfinite(grad_norm)):
+        loss, grad_norm, stats = run.step(run.minibatch(data, local_batch), step)
+        if not run.healthy(loss, grad_norm):
             kept = f"; the last good state is in {state_path}" if state_path and state_path.is_file() else ""
             raise UserError(f"training diverged at step {step} (loss {loss.item():.4g}, grad norm "
                             f"{grad_norm.item():.4g}): lower train.lr or set train.grad_clip{kept}")
