@@ -4,6 +4,7 @@ from __future__ import annotations
 import torch
 
 from . import networks, objectives
+from . import official as O
 from . import params as P
 
 _IMAGE_SHAPES = {"digits": (1, 8, 8), "cifar10": (3, 32, 32), "fashion_mnist": (1, 28, 28)}
@@ -29,6 +30,8 @@ def describe(params: dict, only: str | None = None) -> list[dict]:
             net = networks.build(e.config["network"], shape)
             enc = networks.build(e.config["encoder_network"], shape, out_mult=2) if "encoder_network" in e.config else None
         obj = objectives.build(e.config["objective"], e.config["train"]["steps"])
+        run = params.get("official", {}).get("runs", {}).get(e.coupling)
+        why = params.get("official", {}).get("why", {})
         rows.append({
             "experiment": e.name,
             "data_shape": list(shape),
@@ -38,6 +41,10 @@ def describe(params: dict, only: str | None = None) -> list[dict]:
             "encoder_parameters": networks.count_params(enc) if enc is not None else 0,
             "schedule": obj.summary(),
             "overrides": list(e.overrides),
+            "ignored": list(e.ignored),
+            "official": run,
+            "official_source": O.RUNS[run]["source"] if run else None,
+            "deviations": O.deviations(e.config, run, why) if run else None,
             "settings": e.config,
         })
     if only and not rows:
@@ -60,9 +67,34 @@ def text(rows: list[dict], source: str) -> str:
                 f", encoder {r['encoder']}: {r['encoder_parameters']:,} parameters "
                 f"({r['encoder_parameters'] / 1e6:.2f}M)" if r["encoder"] else ""),
             f"  training          {t['steps']:,} steps, batch {t['batch']}, {t['optimizer']} lr {t['lr']:g}, "
-            f"EMA {t['ema'] if t['ema_gamma'] is None else 'power gamma=' + str(t['ema_gamma'])}",
+            f"EMA {_ema(t)}",
             f"  sampling          {r['settings']['sample']['steps']} step(s), t_mid {r['settings']['sample']['t_mid']}",
             f"  overrides         {', '.join(r['overrides']) or '-'}",
+            f"  ignored           {'; '.join(r['ignored']) or '-'}",
             "  schedule",
-        ] + [f"    {line}" for line in r["schedule"]]
+        ] + [f"    {line}" for line in r["schedule"]] + _official_lines(r)
     return "\n".join(out)
+
+
+def _ema(t: dict) -> str:
+    if t["ema_gamma"] is not None:
+        return f"power gamma={t['ema_gamma']}"
+    every = f", every {t['ema_update_every']} steps" if t["ema_update_every"] > 1 else ""
+    if t["ema_warmup"] is not None:
+        w = t["ema_warmup"]
+        return f"min(1 - (1 + k/{w['inv_gamma']:g})^-{w['power']:.4g}, {t['ema']}) from a copy (ema-pytorch){every}"
+    return f"{t['ema']}{every}"
+
+
+def _official_lines(r: dict) -> list[str]:
+    if r["official"] is None:
+        return ["  official run      - (no official counterpart: not a paper preset)"]
+    lines = [f"  official run      {r['official']}: {O.RUNS[r['official']]['title']}",
+             f"    from {r['official_source']}"]
+    if not r["deviations"]:
+        return lines + ["  differs from it   nothing (every setting the published number depends on matches)"]
+    lines.append(f"  differs from it   {len(r['deviations'])} setting(s)")
+    for d in r["deviations"]:
+        lines.append(f"    {d['key']}: ours {d['ours']!r}, official {d['official']!r}")
+        lines.append(f"      why: {d['why'] or 'NOT EXPLAINED (add it under official.why)'}")
+    return lines

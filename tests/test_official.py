@@ -1,0 +1,407 @@
+"""Each setting a published number depends on, against the official code (issue: fidelity).
+
+Every expected value here is computed independently of ctcoupling: by the official code's own
+library where it is installable (ema-pytorch 0.2.3 for consistency_GC's EMA, POT for sony/vct's OT
+sampler), else by re-deriving the official formula from the cited file and line. The citations are
+to the repositories' files (mirrors read with the search tool's fetch; nothing copied).
+"""
+import copy
+import math
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from conftest import ROOT
+from ctcoupling import data, describe, fidelity, objectives, optim, sampling, training
+from ctcoupling import official as O
+from ctcoupling import params as P
+from ctcoupling.couplings import IndependentCoupling
+from ctcoupling.errors import UserError
+from ctcoupling.kernels import ConsistencyModel, Kernel
+from ctcoupling.networks import MLP, build
+from ctcoupling.randomness import BatchRNG
+
+
+def smoke():
+    return yaml.safe_load((ROOT / "params" / "smoke.yaml").read_text())
+
+
+def preset(name):
+    return P.load(ROOT / "params" / f"{name}.yaml")
+
+
+# ---------------------------------------------------------------------------------------------
+# The digits bug: an IC run on an override that names an encoder (the smoke suite's digits_unet).
+
+
+def test_ic_run_under_an_encoder_override_has_no_encoder_and_samples_standard_noise():
+    """Before the fix the IC checkpoint carried an untrained encoder (mu 0, s 0.693) and 2-step
+    sampling drew its second noise as 0.693 eps; now the setting is ignored, and says so."""
+    params = smoke()
+    assert "encoder" in params["overrides"]["digits_unet"]["set"]["coupling"]  # the override names one
+    exp = P.experiment(P.validate(params), "digits-ect-ic-s0")
+    assert "encoder_network" not in exp.config and "encoder" not in exp.config["coupling"]
+    assert any(i.startswith("coupling.encoder") for i in exp.ignored)
+    x = data.to_model_space(data.build(params["datasets"]["digits"])["x_train"])
+    ckpt, _ = training.train(P.train_config(exp), x, progress=False)
+    assert not {"encoder", "ema_encoder"} & set(ckpt)
+    assert training.load_encoder(ckpt) is None
+    model = training.load_model(ckpt)
+    t_mid = exp.config["sample"]["t_mid"]
+    assert t_mid, "the override samples in 2 steps, where the second noise matters"
+    ours = sampling.generate(model, 16, (1, 8, 8), 16, 5, t_mid, False, encoder=training.load_encoder(ckpt))
+    # the N(0, I) reference: the same generator draws z, then the second step's noise
+    gen = torch.Generator().manual_seed(5)
+    z = torch.randn((16, 1, 8, 8), generator=gen)
+    x_hat = model(80.0 * z, torch.full((16,), 80.0))
+    n = torch.randn(z.shape, generator=gen)
+    t = torch.full((16,), t_mid[0])
+    torch.testing.assert_close(ours, model(x_hat + t_mid[0] * n, t), rtol=0, atol=0)
+
+
+def test_a_named_coupling_section_with_a_foreign_key_is_an_error():
+    params = smoke()
+    params["couplings"]["ic"]["encoder"] = "mlp_encoder"
+    with pytest.raises(UserError, match="key 'couplings.ic.encoder': does not apply to coupling kind 'ic' "
+                                        r"\(it applies to: vc, vcgc\)"):
+        P.validate(params)
+    params = smoke()
+    params["objectives"]["ect"]["s0"] = 10
+    with pytest.raises(UserError, match="key 'objectives.ect.s0': does not apply to objective kind 'ect'"):
+        P.validate(params)
+
+
+# ---------------------------------------------------------------------------------------------
+# consistency_GC's EMA: ema-pytorch 0.2.3, EMA(unet, beta=0.9999, update_after_step=0, update_every=5)
+# (consistency_GC train_consistency.py L147-152, update() after every optimizer.step(), L223-224).
+
+
+def _gc_run():
+    params = smoke()
+    params["train"].update(ema=0.9999, ema_warmup={"inv_gamma": 1.0, "power": 2 / 3}, ema_update_every=5,
+                           lr=1e-2)
+    exp = P.experiment(P.validate(params), "two_gaussians-ict-gc-s0")
+    return training.Run(P.train_config(exp), (2,), torch.device("cpu"))
+
+
+def test_ema_warmup_is_ema_pytorch_0_2_3_bitwise():
+    from ema_pytorch import EMA
+
+    run = _gc_run()
+    oracle = EMA(copy.deepcopy(run.model), beta=0.9999, update_after_step=0, update_every=5)
+    x = torch.randn(4096, 2)
+    for step in range(23):
+        run.step(x[torch.randint(4096, (64,))], step)
+        oracle.online_model.load_state_dict(run.model.state_dict())
+        oracle.update()
+        for (name, ours), theirs in zip(run.ema.named_parameters(), oracle.ema_model.parameters()):
+            assert torch.equal(ours, theirs), f"step {step}: EMA {name} differs from ema-pytorch"
+    assert not torch.equal(next(run.ema.parameters()), next(run.model.parameters()))  # it did average
+
+
+def test_ema_warmup_decays_match_the_official_sequence():
+    """ema-pytorch get_current_decay: 1 - (1 + k)^(-2/3) at call k, capped by beta; only every 5th
+    call updates, and calls 0 and 5 copy the weights."""
+    spec = {"ema": 0.9999, "ema_warmup": {"inv_gamma": 1.0, "power": 2 / 3}, "ema_update_every": 5}
+    decays = {k: optim.ema_decay(spec, k) for k in range(0, 31)}
+    assert [k for k, d in decays.items() if d is not None] == [0, 5, 10, 15, 20, 25, 30]
+    assert decays[0] == decays[5] == 0.0
+    for k in (10, 15, 20, 25, 30):
+        assert decays[k] == pytest.approx(1 - (1 + k) ** (-2 / 3), rel=1e-15)
+    assert optim.ema_decay(spec, 99_995) == pytest.approx(0.9995358287, abs=1e-10)  # the cap is never reached
+
+
+def test_default_suite_ema_keeps_no_trace_of_the_initialisation():
+    """The weight the final EMA puts on the online weights of the first 1 % of training (near the
+    random initialisation) is the product of the decays applied after them."""
+    params = P.load(ROOT / "params" / "default.yaml")
+
+    def early_share(spec):
+        k0 = spec["steps"] // 100
+        return math.prod(d for d in (optim.ema_decay(spec, k) for k in range(k0 + 1, spec["steps"])) if d is not None)
+
+    for e in P.experiments(params):
+        assert early_share(e.config["train"]) < 1e-9, e.name
+    constant = dict(P.experiments(params)[0].config["train"], ema_warmup=None)
+    assert early_share(constant) > 0.1  # what the constant 0.999 from step 0 kept
+
+
+# ---------------------------------------------------------------------------------------------
+# sony/vct's iCT: pseudo-Huber per element (models/ict.py L28-30), summed over elements (L139-142).
+
+
+def test_vct_presets_use_the_per_element_pseudo_huber_and_gc_the_per_sample_norm():
+    torch.manual_seed(0)
+    student, teacher = torch.randn(8, 3, 32, 32), torch.randn(8, 3, 32, 32)
+    c = 0.00054 * math.sqrt(3 * 32 * 32)  # models/ict.py L28: sqrt(input[0].numel())
+    per_element = (torch.sqrt((student - teacher) ** 2 + c**2) - c).reshape(8, -1).sum(1)  # L30, L141
+    per_sample = torch.sqrt(((student - teacher) ** 2).reshape(8, -1).sum(1) + c**2) - c  # consistency_GC utils.py
+    assert objectives.ICTLoss(Kernel(), 10).huber(student) == pytest.approx(c, rel=1e-12)
+    for name, expected in [("cifar10_ict", per_element), ("fashion_mnist_ict", per_element),
+                           ("cifar10_gc_net", per_sample)]:
+        for e in P.experiments(preset(name)):
+            loss = objectives.build(e.config["objective"], 10)
+            got = objectives.pseudo_huber(student - teacher, c, loss.huber_per_element)
+            torch.testing.assert_close(got, expected, rtol=1e-6, atol=0)
+
+
+# ---------------------------------------------------------------------------------------------
+# Random horizontal flips (sony/vct datamodules/cifar10_datamodule.py L16: RandomHorizontalFlip(),
+# p = 0.5, flips the width axis).
+
+
+def _flip_run(hflip: bool, seed: int = 0):
+    params = smoke()
+    params["train"]["hflip"] = hflip
+    exp = P.experiment(P.validate(params), "digits-ect-ic-s0")
+    return training.Run(P.train_config(exp), (1, 8, 8), torch.device("cpu"))
+
+
+def test_hflip_flips_about_half_along_the_width_and_is_seeded():
+    from torchvision.transforms.functional import hflip
+
+    images = torch.arange(4096 * 64, dtype=torch.float32).reshape(4096, 1, 8, 8)  # every pixel distinct
+    a, b, plain = _flip_run(True), _flip_run(True), _flip_run(False)
+    xa, xb, xp = a.minibatch(images, 512), b.minibatch(images, 512), plain.minibatch(images, 512)
+    assert torch.equal(xa, xb)  # a function of the seed
+    rows = xp[:, 0, 0, 0].long() // 64  # the same draws of examples: flips take their coins after them
+    flipped = torch.tensor([not torch.equal(xa[i], images[r]) for i, r in enumerate(rows)])
+    for i, r in enumerate(rows):
+        assert torch.equal(xa[i], hflip(images[r]) if flipped[i] else images[r])
+    assert 0.4 < flipped.float().mean() < 0.6
+    # without hflip the minibatch is the plain draw (no coins taken from the generator)
+    assert torch.equal(xp, images[BatchRNG(1).randint(4096, 512)])
+
+
+def test_flips_apply_to_images_only():
+    params = smoke()
+    params["train"]["hflip"] = True
+    exps = P.experiments(P.validate(params))
+    two_d = [e for e in exps if e.dataset == "two_gaussians"]
+    assert all(e.config["train"]["hflip"] is False and "train.hflip" in e.ignored[0] for e in two_d)
+    assert all(e.config["train"]["hflip"] for e in exps if e.dataset == "digits")
+
+
+# ---------------------------------------------------------------------------------------------
+# 2-step sampling of OT runs (sony/vct models/cm_base.py L56-67, L96-112): the fresh noise is paired
+# with the 1-step output by POT's exact ot.emd on torch.cdist(x, sigma_max * noise) ** 2
+# (utils/optimal_transport.py L78-87).
+
+
+def test_ot_pairing_matches_pot_emd_on_the_first_step_output():
+    import ot
+
+    torch.manual_seed(0)
+    model = ConsistencyModel(MLP(2, 32, 2, 16), Kernel()).eval()
+    seen = []
+    model.register_forward_hook(lambda m, args, out: seen.append((args[0].clone(), out.clone())))
+    n, t_mid = 64, 0.821
+    sampling.generate(model, n, (2,), n, 3, [t_mid], False, ot_pairing=True)
+    (_, x_hat), (x_in, _) = seen
+    noise_used = (x_in - x_hat) / t_mid
+    gen = torch.Generator().manual_seed(3)
+    torch.randn((n, 2), generator=gen)
+    fresh = torch.randn((n, 2), generator=gen)
+    a = b = np.full(n, 1.0 / n)
+    plan = ot.emd(a, b, (torch.cdist(x_hat.double(), 80.0 * fresh.double()) ** 2).numpy())
+    j = plan.argmax(1)
+    assert (plan > 0).sum() == n and sorted(j) == list(range(n))  # the exact plan is a permutation
+    torch.testing.assert_close(noise_used, fresh[j], rtol=1e-4, atol=1e-4)
+    assert not torch.allclose(noise_used, fresh)
+
+
+def test_ot_pairing_applies_to_ot_runs_only():
+    params = smoke()
+    params["sample"]["ot_pairing"] = True
+    exps = P.experiments(P.validate(params))
+    assert all(e.config["sample"]["ot_pairing"] == (e.coupling == "ot") for e in exps)
+    assert all(any("sample.ot_pairing" in i for i in e.ignored) for e in exps if e.coupling != "ot")
+
+
+# ---------------------------------------------------------------------------------------------
+# ECT's official form: locuslab/ect training/networks.py ECMPrecond L706-713 and training/loss.py
+# ECMLoss L45-92; sigma_min 0.003 (networks.py L684; sony/vct conf/model/ecm.yaml L13).
+
+
+def _edm_forms(net, x, s, sd=0.5, smin=0.003):
+    c_in = 1 / torch.sqrt(sd**2 + s**2)
+    F = net(c_in[:, None] * x, torch.log(s) / 4)
+    train = sd**2 / (s**2 + sd**2)
+    train_out = s * sd / torch.sqrt(s**2 + sd**2)
+    eval_skip = sd**2 / ((s - smin) ** 2 + sd**2)
+    eval_out = (s - smin) * sd / torch.sqrt(s**2 + sd**2)
+    return train[:, None] * x + train_out[:, None] * F, eval_skip[:, None] * x + eval_out[:, None] * F
+
+
+def test_official_ect_trains_with_edm_preconditioning_and_samples_with_the_boundary_form():
+    torch.manual_seed(0)
+    net = MLP(2, 32, 2, 16)
+    model = ConsistencyModel(net, Kernel(sigma_min=0.003), boundary_in_training=False)
+    x, s = torch.randn(16, 2), torch.exp(torch.randn(16) * 2 - 1.1)
+    train_form, eval_form = _edm_forms(net, x, s)
+    torch.testing.assert_close(model.train()(x, s), train_form, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(model.eval()(x, s), eval_form, rtol=1e-5, atol=1e-6)
+    # a model from EDM weights starts equal to EDM's (EDMPrecond) in training; at sigma_min it is x
+    torch.testing.assert_close(model.eval()(x, torch.full((16,), 0.003)), x)
+
+
+def test_official_ect_loss_matches_ecmloss():
+    """ECMLoss: t = exp(P_std n + P_mean) unclamped; r = clamp(t (1 - q^-(stage+1) (1 + k sigmoid(-b t))), 0);
+    target D(x + r eps, r) where r > 0 (nan_to_num) and x where r = 0; sqrt(sum (D_t - D_r)^2) / (t - r)."""
+    torch.manual_seed(0)
+    net = MLP(2, 32, 2, 16)
+    model = ConsistencyModel(net, Kernel(sigma_min=0.003), boundary_in_training=False).train()
+    loss_fn = objectives.ECTLoss(Kernel(sigma_min=0.003), total_steps=800, form="official")
+    x = torch.randn(512, 2)
+    ours, _ = loss_fn(model, x, IndependentCoupling(), 150, BatchRNG(7))
+    rng = BatchRNG(7)
+    t = torch.exp(-1.1 + 2.0 * rng.randn(512))
+    eps = rng.randn(512, 2)
+    stage = 150 // 100
+    r = (t * (1 - 2.0 ** -(stage + 1) * (1 + 8 * torch.sigmoid(-t)))).clamp(min=0)
+    assert (t < 0.002).any() and (r == 0).any() and ((r > 0) & (r < 0.003)).any()  # every branch exercised
+    with torch.no_grad():
+        D_t = model(x + t[:, None] * eps, t)
+        D_r = torch.nan_to_num(model(x + r[:, None] * eps, torch.where(r > 0, r, torch.ones_like(r))))
+        target = torch.where((r > 0)[:, None], D_r, x)
+        expected = torch.sqrt(((D_t - target) ** 2).sum(1)) / (t - r)
+    torch.testing.assert_close(ours.detach(), expected, rtol=1e-5, atol=1e-6)
+
+
+def test_ecm_presets_use_the_official_form():
+    for name in ("cifar10_ecm", "ffhq64_ecm"):
+        for e in P.experiments(preset(name)):
+            assert e.config["objective"]["form"] == "official"
+            assert e.config["objective"]["kernel"]["sigma_min"] == 0.003
+            assert training.build_model(e.config, (3, 8, 8)).boundary_in_training is False
+
+
+# ---------------------------------------------------------------------------------------------
+# Non-finite gradients: locuslab/ect ct_training_loop.py L262-266 nan_to_num(nan=0, posinf=1e5,
+# neginf=-1e5); sony/vct lightning_cm.py L124-126 nan_to_num(nan=0, posinf=0, neginf=0).
+
+
+@pytest.mark.parametrize("mode, big", [("replace", 1e5), ("zero", 0.0)])
+def test_nonfinite_gradients_are_replaced_as_the_official_loops_do(mode, big):
+    p = torch.nn.Parameter(torch.zeros(5))
+    p.grad = torch.tensor([1.0, float("nan"), float("inf"), -float("inf"), -2.0])
+    optim.replace_nonfinite([p], mode)
+    assert p.grad.tolist() == [1.0, 0.0, big, -big, -2.0]
+
+
+@pytest.mark.parametrize("mode", ["replace", "zero"])
+def test_training_goes_on_through_nan_batches_when_asked(mode):
+    params = smoke()
+    exp = P.experiment(P.validate(params), "two_gaussians-ict-ic-s0")
+    config = P.train_config(exp)
+    x = np.full((64, 2), np.nan, dtype=np.float32)
+    with pytest.raises(UserError, match="training diverged at step 0"):
+        training.train(config, x, progress=False)
+    config["train"] = dict(config["train"], nonfinite_grad=mode)
+    ckpt, log = training.train(config, x, progress=False)
+    assert len(log) > 1 and all(torch.isfinite(v).all() for v in ckpt["model"].values())
+
+
+# ---------------------------------------------------------------------------------------------
+# FID protocols: how each paper's images became uint8.
+
+
+def test_vct_protocol_truncates_as_torchmetrics_normalize():
+    """sony/vct fid_callback.py: rescaling_inv(samples.clamp(-1, 1)) = x/2 + 1/2 (float64 samples,
+    cm_base.py L101), torchmetrics normalize=True: (imgs * 255).byte()."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(0, 0.7, size=(64, 3, 8, 8))
+    expected = np.floor((np.clip(x, -1, 1) * 0.5 + 0.5) * 255).astype(np.uint8)
+    np.testing.assert_array_equal(fidelity.generated_uint8(torch.from_numpy(x), "vct").numpy(), expected)
+    ref = rng.integers(0, 256, size=(32, 3, 8, 8), dtype=np.uint8)
+    k = ref.astype(np.float32) / np.float32(255)  # ToTensor
+    np.testing.assert_array_equal(fidelity.reference_uint8(ref, "vct"), np.floor(k * np.float32(255)).astype(np.uint8))
+    assert (expected != data.to_uint8(x)).mean() > 0.3  # truncation is not METHODS 8's rounding
+
+
+def test_gc_protocol_min_max_rescales_each_batch():
+    """consistency_GC utils.py: one scalar min and max over the batch, 2 (x - min) / (max - min) - 1,
+    then ((x + 1) / 2 * 255).byte() in float32; the reference through Normalize(0.5, 0.5)."""
+    rng = np.random.default_rng(1)
+    x = (rng.normal(0, 0.8, size=(16, 3, 8, 8))).astype(np.float32)
+    lo, hi = x.min(), x.max()
+    y = np.float32(2) * (x - lo) / (hi - lo) - np.float32(1)
+    expected = np.floor((y + np.float32(1)) / np.float32(2) * np.float32(255)).astype(np.uint8)
+    got = fidelity.generated_uint8(torch.from_numpy(x), "gc").numpy()
+    np.testing.assert_array_equal(got, expected)
+    assert got.min() == 0 and got.max() == 255  # each batch spans the full range, whatever the model made
+    ref = np.arange(256, dtype=np.uint8).reshape(1, 1, 16, 16)
+    k = ref.astype(np.float32) / np.float32(255)
+    z = (k - np.float32(0.5)) / np.float32(0.5)
+    np.testing.assert_array_equal(fidelity.reference_uint8(ref, "gc"),
+                                  np.floor((z + np.float32(1)) / np.float32(2) * np.float32(255)).astype(np.uint8))
+
+
+def test_standard_protocol_is_methods_8_rounding():
+    x = torch.linspace(-1.2, 1.2, 97)
+    np.testing.assert_array_equal(fidelity.generated_uint8(x, "standard").numpy(),
+                                  np.rint(np.clip(x.numpy(), -1, 1) * 127.5 + 127.5).astype(np.uint8))
+
+
+def test_non_standard_protocols_need_streamed_samples():
+    params = smoke()
+    params["overrides"]["digits_unet"]["set"]["evaluate"] = {"fidelity": {"features": "classifier", "protocol": "vct"}}
+    with pytest.raises(UserError, match="protocol 'vct' converts the generated floats itself; it needs stream: true"):
+        P.validate(params)
+
+
+# ---------------------------------------------------------------------------------------------
+# Presets against their official runs (ctcoupling.official), and the Fashion-MNIST network
+# (sony/vct README iCT-VC Fashion MNIST: network=ddpmpp network.model_channels=64; conf/network/
+# ddpmpp.yaml: channel_mult [2,2,2], num_blocks 4; SongUNet's default attn_resolutions [16];
+# encoder utils/model_utils.py L113-125: model_channels 32, num_blocks 1, 2C outputs).
+
+
+PRESETS = ["cifar10_ict", "cifar10_ecm", "cifar10_gc_net", "fashion_mnist_ict", "ffhq64_ecm"]
+
+
+@pytest.mark.parametrize("name", PRESETS)
+def test_every_difference_from_the_official_run_is_explained(name):
+    params = preset(name)
+    rows = describe.describe(params)
+    assert rows and all(r["official"] for r in rows)
+    for r in rows:
+        assert all(d["why"] for d in r["deviations"]), (r["experiment"], r["deviations"])
+    text = describe.text(rows, name)
+    assert "official run" in text and "NOT EXPLAINED" not in text
+
+
+def test_describe_names_an_unexplained_difference():
+    params = preset("cifar10_gc_net")
+    params["train"]["ema_update_every"] = 1
+    rows = describe.describe(params)
+    devs = rows[0]["deviations"]
+    assert devs == [{"key": "train.ema_update_every", "ours": 1, "official": 5, "why": None}]
+    assert "NOT EXPLAINED" in describe.text(rows, "x")
+
+
+def test_gc_and_vct_presets_match_their_official_runs_exactly():
+    for name in ("cifar10_gc_net", "fashion_mnist_ict", "ffhq64_ecm"):
+        assert all(not r["deviations"] for r in describe.describe(preset(name))), name
+
+
+def test_fashion_mnist_network_is_the_readme_command():
+    e = P.experiment(preset("fashion_mnist_ict"), "fashion_mnist-ict-vc-s0")
+    net, enc = e.config["network"], e.config["encoder_network"]
+    assert (net["model_channels"], net["channel_mult"], net["num_blocks"], net["dropout"]) == (64, [2, 2, 2], 4, 0.3)
+    assert (enc["model_channels"], enc["channel_mult"], enc["num_blocks"], enc["dropout"]) == (32, [2, 2, 2], 1, 0.3)
+    model = build(net, (1, 28, 28))
+    attends = [name for name, m in model.named_modules() if getattr(m, "num_heads", 0)]
+    assert attends == ["dec.7x7_in0"]  # attention at 16 meets no level of 28/14/7: only the mid block
+
+
+def test_official_run_names_are_checked():
+    params = preset("cifar10_gc_net")
+    params["official"]["runs"]["gc"] = "nope"
+    with pytest.raises(UserError, match="key 'official.runs.gc': unknown official run 'nope'"):
+        P.validate(params)
+    params["official"]["runs"]["gc"] = "vct_ict_cifar10"
+    with pytest.raises(UserError, match="official run 'vct_ict_cifar10' has no gc coupling"):
+        P.validate(params)
