@@ -27,7 +27,7 @@ def row(value=10.0, std=None, status="verified", nfe=1, metric="fid", reproduce=
 def measured(mean, **kw) -> dict:
     return {"metric": "fid", "mean": mean, "std": 0.1, "n_seeds": 3, "n_samples": 50_000, "reference": "train-50000",
             "extractor": "inception-v3-compat", "nfe": 1, "protocol": "torch-fidelity, METHODS 8",
-            "available": True, **kw}
+            "fid_protocol": "standard", "checkpoint": "final", "available": True, **kw}
 
 
 def judge(r, m, params=GC_PARAMS) -> dict:
@@ -64,6 +64,32 @@ def test_not_comparable_says_why(change, reason):
     out = judge(row(), measured(10.0, **change))
     assert out["verdict"] == "not comparable" and reason in out["note"]
     assert out["measured"] == 10.0 and out["difference"] is None
+
+
+def test_another_fid_protocol_is_not_comparable_and_says_how_to_fix_it():
+    out = judge(row(fid_protocol="gc"), measured(10.0))
+    assert out["verdict"] == "not comparable"
+    assert "measured with the standard FID protocol, published with the gc one" in out["note"]
+    assert "evaluate.fidelity.protocol: gc" in out["note"]
+    assert judge(row(fid_protocol="gc"), measured(10.0, fid_protocol="gc"))["verdict"] == "within tolerance"
+
+
+def test_like_for_like_notes_checkpoint_choice_and_unknown_protocols():
+    best = judge(row(fid_protocol="vct", checkpoint="best"), measured(10.2, fid_protocol="vct"))
+    assert best["verdict"] == "within tolerance"
+    assert "published: the best checkpoint of the evaluations during training; measured: the final model" in best["note"]
+    unknown = judge(row(), measured(10.2))
+    assert "the paper's FID protocol is unknown" in unknown["note"]
+    assert "does not say which checkpoint" in unknown["note"]
+    final = judge(row(fid_protocol="standard", checkpoint="final"), measured(10.2))
+    assert final["note"] is None
+
+
+def test_registry_rows_with_a_preset_name_their_protocol():
+    """Every row a preset reproduces says how the paper measured (fid_protocol), so like is compared with like."""
+    for r in audit.load_registry(REGISTRY):
+        if r["reproduce"] is not None:
+            assert r.get("fid_protocol") in ("standard", "vct", "gc"), r["id"]
 
 
 def test_unavailable_when_inception_weights_are_missing():
@@ -239,12 +265,12 @@ class Exp:
         self.dataset, self.objective, self.coupling, self.seed = "cifar10", "ict", coupling, seed
 
 
-def record(fid, kid=0.004, available=True, n=50_000, steps=(1,)):
+def record(fid, kid=0.004, available=True, n=50_000, steps=(1,), fid_protocol="gc"):
     summary = {str(s): {"fid": {"mean": fid, "std": None, "n": 1}, "kid": {"mean": kid, "std": None, "n": 1}}
                for s in steps} if available else {}
     return {"available": available, "steps": list(steps), "summary": summary, "extractor": audit.FID_EXTRACTOR,
             "n_generated": n if available else None, "reference": "train", "n_reference": 50_000,
-            "protocol": "inception-v3-compat, 50000 generated"}
+            "protocol": "inception-v3-compat, 50000 generated", "fid_protocol": fid_protocol, "checkpoint": "final"}
 
 
 def test_eval_records_of_training_seeds_merge_into_mean_and_std():

@@ -12,8 +12,10 @@ Verdicts, in the order they are decided:
 - "no preset": no params file of this project reproduces the row (`reproduce: null`).
 - "not run": the preset is not the current params file, or its cell has no measurement yet.
 - "unavailable": the Inception weights were missing, so nothing was measured.
-- "not comparable": measured with another extractor, a sample count other than 50,000, another NFE
-  or another metric (METHODS 8).
+- "not comparable": measured with another extractor, a sample count other than 50,000, another NFE,
+  another metric (METHODS 8) or another FID protocol than the paper's (`fid_protocol`: how the images
+  became uint8, ctcoupling.fidelity.PROTOCOLS). A different checkpoint choice (the papers' best of
+  their evaluations during training against our final model) is compared but named in the note.
 - "within tolerance" / "outside tolerance": the comparison above.
 Rows whose published value is `unverified` or `seed` keep their verdict; their note says so.
 
@@ -117,6 +119,7 @@ def measurements_from_eval(params_path: str, exp, record: dict) -> dict[tuple, d
                 "std": s["std"] * scale if s and s["std"] is not None else None,
                 "n_seeds": s.get("n"), "n_samples": record.get("n_generated"),
                 "reference": f"{record['reference']}-{record['n_reference']}", "protocol": record.get("protocol"),
+                "fid_protocol": record.get("fid_protocol", "standard"), "checkpoint": record.get("checkpoint", "final"),
             }
     return out
 
@@ -160,7 +163,25 @@ def _incomparable(row: dict, measured: dict) -> list[str]:
         reasons.append(f"{measured['n_samples']} samples, not {FID_SAMPLES}")
     if measured["nfe"] != row["nfe"]:
         reasons.append(f"sampled with {measured['nfe']} NFE, published at {row['nfe'] or 'unknown'} NFE")
+    published = row.get("fid_protocol", "unknown")
+    if published != "unknown" and measured["fid_protocol"] != published:
+        reasons.append(f"measured with the {measured['fid_protocol']} FID protocol, published with the {published} "
+                       f"one (set the preset's evaluate.fidelity.protocol: {published})")
     return reasons
+
+
+def _like_for_like(row: dict, measured: dict) -> list[str]:
+    """What the comparison cannot hold equal: an unknown published protocol, another checkpoint choice."""
+    notes = []
+    if row.get("fid_protocol", "unknown") == "unknown":
+        notes.append("the paper's FID protocol is unknown")
+    published = row.get("checkpoint", "unknown")
+    if published == "best" and measured["checkpoint"] != "best":
+        notes.append(f"published: the best checkpoint of the evaluations during training; measured: the "
+                     f"{measured['checkpoint']} model (the published value is biased low against ours)")
+    elif published == "unknown":
+        notes.append("the paper does not say which checkpoint it measured")
+    return notes
 
 
 def verdict(row: dict, measured: dict | None, current_params: str) -> dict:
@@ -191,6 +212,7 @@ def verdict(row: dict, measured: dict | None, current_params: str) -> dict:
                 out["verdict"] = "not comparable"
                 notes += reasons
             else:
+                notes += _like_for_like(row, measured)
                 out["difference"] = measured["mean"] - row["value"]
                 out["tolerance"] = tolerance(row["value"], row["std"])
                 out["verdict"] = ("within tolerance" if abs(out["difference"]) <= out["tolerance"]
@@ -237,7 +259,9 @@ def markdown(rows: list[dict], source_note: str) -> str:
         f"{TOLERANCE_REL:.0%} of the published value); {TOLERANCE_REL:.0%} alone where no std is published.",
         "- **within / outside tolerance**: measured with the METHODS 8 protocol and compared as above.",
         f"- **not comparable**: measured with another extractor than {FID_EXTRACTOR}, other than "
-        f"{FID_SAMPLES} samples, another NFE or another metric; the note says which.",
+        f"{FID_SAMPLES} samples, another NFE, another metric or another FID protocol than the paper's "
+        "(docs/evaluation.md); the note says which. A different checkpoint choice (best during training "
+        "against our final model) is compared, and the note says so.",
         "- **not run**: the preset that reproduces the row is not the current params file, or has no "
         "measurement yet; the note gives the command.",
         "- **unavailable**: the Inception weights were missing, so nothing was measured.",

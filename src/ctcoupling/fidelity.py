@@ -122,6 +122,55 @@ def reference_cache_name(reference_key: str, reference: np.ndarray, weights_sha2
 
 
 # ---------------------------------------------------------------------------------------------
+# The papers' FID protocols: how generated (model space, [-1, 1]) and reference (uint8) images
+# become the uint8 images the Inception network reads. Written here, not taken from a library,
+# because each reproduces one official script's arithmetic (dtype and truncation included).
+
+PROTOCOLS = {
+    "standard": "METHODS 8: round(clamp(x, -1, 1) * 127.5 + 127.5); reference as stored (EDM, "
+                "locuslab/ect metrics/metric_utils.py: (x * 127.5 + 128).clamp(0, 255) truncated, the same "
+                "up to exact ties)",
+    "vct": "sony/vct custom_callbacks/fid_callback.py + torchmetrics normalize=True: "
+           "trunc((clamp(x, -1, 1) / 2 + 1/2) * 255) in float64; reference ToTensor (k / 255, float32) "
+           "then trunc(* 255)",
+    "gc": "consistency_GC utils.py: each generated batch min-max rescaled to [-1, 1] (one scalar min and "
+          "max per batch), then trunc((x + 1) / 2 * 255) in float32; reference Normalize(0.5, 0.5) of "
+          "k / 255 (float32), then the same truncation",
+}
+
+
+def generated_uint8(x, protocol: str = "standard") -> torch.Tensor:
+    """One batch of generated images (floats in model space, or uint8 already) as uint8, per protocol."""
+    if protocol == "standard" or (torch.is_tensor(x) and x.dtype == torch.uint8):
+        return as_uint8(x)
+    x = torch.as_tensor(np.asarray(x.detach().cpu() if torch.is_tensor(x) else x))
+    if x.dtype == torch.uint8:
+        raise UserError(f"FID protocol {protocol!r} converts generated floats: stream the samples "
+                        "(evaluate.fidelity.stream: true), samples.npz is already rounded")
+    if protocol == "vct":
+        return ((x.double().clamp(-1, 1) * 0.5 + 0.5) * 255).to(torch.uint8)
+    if protocol == "gc":
+        x = x.float()
+        lo, hi = x.min(), x.max()
+        x = 2 * (x - lo) / (hi - lo) - 1
+        return ((x + 1) / 2 * 255).to(torch.uint8)
+    raise ValueError(f"unknown FID protocol {protocol!r} (have: {', '.join(PROTOCOLS)})")
+
+
+def reference_uint8(images: np.ndarray, protocol: str = "standard") -> np.ndarray:
+    """The stored uint8 reference images as each protocol's pipeline hands them to Inception."""
+    if protocol == "standard":
+        return images
+    k = torch.from_numpy(np.ascontiguousarray(images)).float().div(255)  # torchvision ToTensor
+    if protocol == "vct":
+        return (k * 255).to(torch.uint8).numpy()
+    if protocol == "gc":
+        x = (k - 0.5) / 0.5  # Normalize((0.5,) * 3, (0.5,) * 3)
+        return ((x + 1) / 2 * 255).to(torch.uint8).numpy()
+    raise ValueError(f"unknown FID protocol {protocol!r} (have: {', '.join(PROTOCOLS)})")
+
+
+# ---------------------------------------------------------------------------------------------
 # Inputs: torch Datasets of uint8 CHW tensors, read sequentially by torch-fidelity's DataLoader.
 
 
@@ -155,16 +204,16 @@ class SampleStream(Dataset):
     """n images made on demand, `batch` at a time: batch b is `generate_batch(b)`.
 
     `generate_batch(b)` returns images b*batch .. b*batch + batch - 1 as uint8 (B, C, H, W), or
-    floats in [-1, 1] converted with METHODS 8's rounding (`data.to_uint8`); a larger last batch is
+    floats in [-1, 1] converted by the FID `protocol` (`generated_uint8`); a larger last batch is
     cut to n. The latest batch is kept until an index outside it is asked for, so a sequential
     reader (torch-fidelity's DataLoader with num_workers=0, which `compute` arranges) calls
     `generate_batch` once per batch, in order. Deterministic whenever `generate_batch` is.
     """
 
-    def __init__(self, generate_batch, n: int, batch: int):
+    def __init__(self, generate_batch, n: int, batch: int, protocol: str = "standard"):
         if n < 1 or batch < 1:
             raise ValueError(f"SampleStream needs n >= 1 and batch >= 1, got n={n}, batch={batch}")
-        self.generate_batch, self.n, self.batch = generate_batch, n, batch
+        self.generate_batch, self.n, self.batch, self.protocol = generate_batch, n, batch, protocol
         self._index, self._images = None, None
 
     def __len__(self):
@@ -172,7 +221,7 @@ class SampleStream(Dataset):
 
     def _load(self, b: int) -> torch.Tensor:
         want = min(self.batch, self.n - b * self.batch)
-        images = as_uint8(self.generate_batch(b))
+        images = generated_uint8(self.generate_batch(b), self.protocol)
         if images.dim() != 4 or len(images) < want:
             raise ValueError(f"generate_batch({b}) gave shape {tuple(images.shape)}; expected ({want}, C, H, W)")
         return images[:want]
@@ -288,10 +337,13 @@ def evaluate(spec: dict, reference: np.ndarray, reference_key: str, weights_path
         weights_path, sha = spec["inception_weights"], spec["inception_sha256"]
     else:
         sha = None
+    fid_protocol = spec.get("protocol", "standard")
+    reference = reference_uint8(reference, fid_protocol)
     record = {"features": spec["features"], "extractor": extractor, "reference": spec["reference"],
               "steps": list(spec["steps"]) if spec["stream"] else [sample_nfe],
               "n_reference": len(reference), "metrics": list(spec["metrics"]), "torch_fidelity": torch_fidelity.__version__,
-              "uint8": "round(clamp(x, -1, 1) * 127.5 + 127.5)"}
+              "fid_protocol": fid_protocol, "uint8": PROTOCOLS[fid_protocol],
+              "checkpoint": "final"}  # the trained model.pt: no selection of the best checkpoint
     try:
         _extractor_weights(extractor, weights_path, sha)
     except UserError as e:
@@ -311,6 +363,6 @@ def evaluate(spec: dict, reference: np.ndarray, reference_key: str, weights_path
         mine = [r for r in runs if r["nfe"] == nfe]
         summary[str(nfe)] = {ours: _summary([r[k] for r in mine]) for k, ours in RESULT_NAMES.items() if k in mine[0]}
     n_gen = runs[0]["n_generated"]
-    protocol = (f"{extractor}, {n_gen} generated vs {len(reference)} {spec['reference']} images, "
+    protocol = (f"{fid_protocol} protocol, {extractor}, {n_gen} generated vs {len(reference)} {spec['reference']} images, "
                 f"torch-fidelity {torch_fidelity.__version__}, {len(runs) // len(summary)} seed(s)")
     return record | {"available": True, "n_generated": n_gen, "protocol": protocol, "runs": runs, "summary": summary}
