@@ -14,7 +14,7 @@ PRESETS = {  # preset -> parameters of the network its grid trains (EDM's SongUN
     "cifar10_ecm.yaml": 55_732_739,
     "cifar10_gc_net.yaml": 34_711_811,
     "ffhq64_ecm.yaml": 61_804_419,
-    "fashion_mnist_ict.yaml": None,  # width from the paper, depth ours: no published count to match
+    "fashion_mnist_ict.yaml": None,  # sony/vct's README command (tests/test_official.py); no published count
 }
 
 
