@@ -140,17 +140,20 @@ def samples_figure(params: dict, points: dict[str, np.ndarray], refs: dict[str, 
     if not first:
         return _empty_png("no 2-D data set in this grid")
     datasets = sorted({k[0] for k in first})
-    methods = sorted({k[1:] for k in first})
+    rows = {ds: sorted(k[1:] for k in first if k[0] == ds) for ds in datasets}  # only the panels that exist
+    cols = max(len(r) for r in rows.values())
     k = params["report"]["figure_points"]
-    fig, axes = plt.subplots(len(datasets), len(methods), figsize=(3 * len(methods), 3 * len(datasets)),
-                             squeeze=False)
+    fig, axes = plt.subplots(len(datasets), cols, figsize=(3 * cols, 3 * len(datasets)), squeeze=False)
     for i, ds in enumerate(datasets):
-        for j, (obj, cpl) in enumerate(methods):
+        for j in range(cols):
             ax = axes[i, j]
+            if j >= len(rows[ds]):
+                ax.remove()
+                continue
+            obj, cpl = rows[ds][j]
+            e = first[(ds, obj, cpl)]
             ax.scatter(*refs[ds][:k].T, s=2, c="0.7", label="held-out data")
-            if (ds, obj, cpl) in first:
-                e = first[(ds, obj, cpl)]
-                ax.scatter(*points[e.name][:k].T, s=2, c="C0", label=f"1-step samples (seed {e.seed})")
+            ax.scatter(*points[e.name][:k].T, s=2, c="C0", label=f"1-step samples (seed {e.seed})")
             ax.set(xlim=(-1.5, 1.5), ylim=(-1.5, 1.5), aspect="equal", title=f"{ds}\n{obj} / {cpl}")
             ax.tick_params(labelsize=7)
     axes[0, 0].legend(loc="lower left", fontsize=6, markerscale=3)
