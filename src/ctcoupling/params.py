@@ -313,7 +313,7 @@ def _applicable(config: dict, points: bool) -> tuple[dict, tuple[str, ...]]:
     for section, allowed in (("coupling", COUPLING_KEYS), ("objective", OBJECTIVE_KEYS)):
         spec = config[section] = dict(config[section])  # never the params' own section
         for k in [k for k in spec if k not in allowed[spec["kind"]]]:
-            ignored.append(f"{section}.{k} (not a {spec['kind']} setting)")
+            ignored.append(f"{section}.{k} (not a setting of {section} kind {spec['kind']})")
             del spec[k]
     if config["sample"]["ot_pairing"] and config["coupling"]["kind"] != "ot":
         ignored.append("sample.ot_pairing (re-pairs noise of OT runs only)")
