@@ -45,7 +45,7 @@ def test_ic_run_under_an_encoder_override_has_no_encoder_and_samples_standard_no
     assert "encoder_network" not in exp.config and "encoder" not in exp.config["coupling"]
     assert any(i.startswith("coupling.encoder") for i in exp.ignored)
     x = data.to_model_space(data.build(params["datasets"]["digits"])["x_train"])
-    ckpt, _ = training.train(P.train_config(exp), x, progress=False)
+    ckpt, _, _ = training.train(P.train_config(exp), x, progress=False)
     assert not {"encoder", "ema_encoder"} & set(ckpt)
     assert training.load_encoder(ckpt) is None
     model = training.load_model(ckpt)
@@ -300,7 +300,7 @@ def test_training_goes_on_through_nan_batches_when_asked(mode):
     with pytest.raises(UserError, match="training diverged at step 0"):
         training.train(config, x, progress=False)
     config["train"] = dict(config["train"], nonfinite_grad=mode)
-    ckpt, log = training.train(config, x, progress=False)
+    ckpt, log, _ = training.train(config, x, progress=False)
     assert len(log) > 1 and all(torch.isfinite(v).all() for v in ckpt["model"].values())
 
 

@@ -48,7 +48,7 @@ def test_preset_trains_two_steps_on_cpu(name):
     config = P.deep_merge(exp.config, {"train": {"steps": 2, "batch": 2, "checkpoint_every": 10}})
     shape = describe.data_shape(params, exp.dataset)
     x = np.random.default_rng(0).integers(0, 256, (4, *shape), dtype=np.uint8).astype(np.float32) / 127.5 - 1
-    ckpt, log = training.train(config, x, progress=False)
+    ckpt, log, _ = training.train(config, x, progress=False)
     assert len(log) == 2 and all(np.isfinite(r["loss"]) for r in log)
     trained = sum(v.numel() for k, v in ckpt["model"].items() if not k.endswith("resample_filter"))
     if PRESETS[name]:

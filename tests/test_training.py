@@ -76,7 +76,7 @@ def _sha(path):
 @pytest.mark.slow
 def test_killed_run_resumes_bitwise_identically(tmp_path):
     """SIGKILL a training run after its first checkpoints, resume it, compare with an uninterrupted run."""
-    train = dict(steps=2500, batch=256, checkpoint_every=100)
+    train = dict(steps=2500, batch=256, checkpoint_every=100, snapshot_every=250)
     nets = dict(mlp=dict(kind="mlp", hidden=64, depth=2, emb_dim=16, dropout=0.2))  # dropout: RNG state matters
     for d in ("a", "b"):
         (tmp_path / d).mkdir()
@@ -103,6 +103,9 @@ def test_killed_run_resumes_bitwise_identically(tmp_path):
     resumed = ctc(*args, "--resume", cwd=tmp_path / "b")
     assert f"resuming from step {saved} of {train['steps']}" in resumed.stderr
     assert _sha(run_b / "model.pt") == _sha(reference)
+    assert _sha(run_b / "snapshots.pt") == _sha(reference.parent / "snapshots.pt")  # snapshots before the kill too
+    snaps = torch.load(run_b / "snapshots.pt", weights_only=True)["snapshots"]
+    assert [s["step"] for s in snaps] == list(range(250, 2500, 250))  # the final weights are model.pt's
     assert (run_b / "train_log.csv").read_text() == (reference.parent / "train_log.csv").read_text()
     assert not (run_b / "train_state.pt").exists()
 

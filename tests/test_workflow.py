@@ -2,7 +2,9 @@
 import re
 import tomllib
 
+import pandas as pd
 import pytest
+import torch
 import yaml
 
 from conftest import ROOT, copy_project, ctc, run, tree_hashes
@@ -70,6 +72,17 @@ def test_snakemake_smoke_is_deterministic_idempotent_and_equals_dvc(tmp_path):
     expected = set(pipeline.all_outputs(P.load(a / SMOKE)))
     assert set(ha) == expected
     assert ha == hb, [k for k in ha if ha[k] != hb.get(k)]
+    # the curve stage: one point per snapshot of every experiment, at the snapshots' steps
+    params = P.load(a / SMOKE)
+    for e in P.experiments(params):
+        snaps = torch.load(a / pipeline.run_file(e.name, "snapshots.pt"), weights_only=True)["snapshots"]
+        spec = e.config["train"]
+        every = spec["snapshot_every"]
+        want = [k for k in range(every, spec["steps"], every)] + [spec["steps"]]
+        assert [s["step"] for s in snaps] + [spec["steps"]] == want, e.name  # the final weights: model.pt
+        curve = pd.read_csv(a / pipeline.run_file(e.name, "curve.csv"))
+        assert list(curve["step"]) == want, e.name
+        assert curve.drop(columns="step").notna().all().all() and len(curve.columns) >= 2, e.name
     # nothing changed: a second run runs no job
     again = _snakemake(a)
     assert "Nothing to be done" in again.stdout + again.stderr
@@ -108,7 +121,7 @@ def test_dvc_repro_reruns_exactly_what_a_params_change_touches(project):
     assert _status(project) == {f"train-{n}" for n in names}
     third = run(["dvc", "repro"], project)
     theory = {f"theory-{ds}" for ds in pipeline.theory_datasets(params)}  # measures the retrained runs
-    assert _ran(third.stdout) == ({f"{s}-{n}" for n in names for s in ("train", "sample", "evaluate")} |
+    assert _ran(third.stdout) == ({f"{s}-{n}" for n in names for s in ("train", "sample", "evaluate", "curve")} |
                                   {"report", "audit"} | theory)
 
     # an override of one data set: only that data set's training and its descendants
@@ -117,10 +130,10 @@ def test_dvc_repro_reruns_exactly_what_a_params_change_touches(project):
     touched = [n for n in names if n.startswith("checkerboard-")]
     assert _status(project) == {f"train-{n}" for n in touched}
     fourth = run(["dvc", "repro"], project)
-    assert _ran(fourth.stdout) == ({f"{s}-{n}" for n in touched for s in ("train", "sample", "evaluate")} |
+    assert _ran(fourth.stdout) == ({f"{s}-{n}" for n in touched for s in ("train", "sample", "evaluate", "curve")} |
                                    {"report", "audit"})  # checkerboard is not a theory data set
 
-    # a sampling value: sampling and evaluation of every experiment, no training
+    # a sampling value: sampling, evaluation and the curves (sampled alike) of every experiment, no training
     params["sample"]["seed_offset"] = 77
     (project / SMOKE).write_text(yaml.safe_dump(params, sort_keys=False))
-    assert _status(project) == {f"sample-{n}" for n in names}
+    assert _status(project) == {f"{s}-{n}" for n in names for s in ("sample", "curve")}

@@ -91,6 +91,12 @@ def _cmd_evaluate(a):
     stages.evaluate(_setup(a.params, torch_needed=True), a.experiment, a.params, device=_device(a.device))
 
 
+def _cmd_curve(a):
+    from . import stages
+
+    stages.curve(_setup(a.params, torch_needed=True), a.experiment, a.params, device=_device(a.device))
+
+
 def _cmd_classifier(a):
     from . import stages
 
@@ -172,7 +178,7 @@ def parser() -> argparse.ArgumentParser:
 
     add("prepare", _cmd_prepare, "prepare one data set: data/DATASET.npz and its manifest data/DATASET.json",
         dataset=True)
-    t = add("train", _cmd_train, "train one experiment: runs/EXP/model.pt, train_log.csv, train.json "
+    t = add("train", _cmd_train, "train one experiment: runs/EXP/model.pt, snapshots.pt, train_log.csv, train.json "
             "(multi-GPU: torchrun --nproc_per_node N -m ctcoupling train ...)", experiment=True, quiet=True)
     t.add_argument("--resume", action="store_true",
                    help="continue from runs/EXP/train_state.pt (written every train.checkpoint_every steps)")
@@ -183,6 +189,10 @@ def parser() -> argparse.ArgumentParser:
     e = add("evaluate", _cmd_evaluate, "score an experiment's samples: W2 (and energy distance on 2-D sets) "
             "against held-out data, FID/KID/IS/PR through torch-fidelity: runs/EXP/eval.json", experiment=True)
     e.add_argument("--device", default="auto", help="auto (GPU when present), cpu, cuda, cuda:N")
+    c = add("curve", _cmd_curve, "the training curve of an experiment: every snapshot of runs/EXP/snapshots.pt "
+            "sampled and scored (W2 on 2-D sets, FID/KID on classifier features): runs/EXP/curve.csv, curve.json",
+            experiment=True)
+    c.add_argument("--device", default="auto", help="auto (GPU when present), cpu, cuda, cuda:N")
     au = add("audit", _cmd_audit, "every published number against this params file's measurements, with a "
              "verdict: analysis/audit.md and analysis/audit.csv")
     au.add_argument("--registry", default="params/published_fids.yaml", help="published numbers (default: %(default)s)")

@@ -20,8 +20,8 @@ def vct_fig1(data: np.ndarray, samples: dict[str, np.ndarray], encoder, n: int =
         ax.scatter(*data[:n].T, s=3, c="0.7", label="data")
         ax.scatter(*x[:n].T, s=3, c="C0", label="1-step samples")
         between = float(np.mean(np.abs(x[:, 1]) < 0.25))
-        ax.set(xlim=(-1.2, 1.2), ylim=(-1.2, 1.2), aspect="equal",
-               title=f"{name}: {between:.0%} of samples between the modes")
+        ax.set(xlim=(-1.2, 1.2), ylim=(-1.2, 1.2), aspect="equal")
+        ax.set_title(f"{name}: {between:.0%} of samples between the modes", fontsize=8)
         ax.legend(loc="lower left", fontsize=6, markerscale=3)
     ax = axes[-1]
     gen = torch.Generator().manual_seed(seed)
@@ -34,7 +34,8 @@ def vct_fig1(data: np.ndarray, samples: dict[str, np.ndarray], encoder, n: int =
     upper = data[:2 * n, 1] > 0
     ax.scatter(*z[upper].T, s=3, c="C1", label="p(z | upper mode)")
     ax.scatter(*z[~upper].T, s=3, c="C2", label="p(z | lower mode)")
-    ax.set(xlim=(-3.5, 3.5), ylim=(-3.5, 3.5), aspect="equal", title="VC encoder posteriors over the prior")
+    ax.set(xlim=(-3.5, 3.5), ylim=(-3.5, 3.5), aspect="equal")
+    ax.set_title("VC encoder posteriors over the prior", fontsize=8)
     ax.legend(loc="lower left", fontsize=6, markerscale=3)
     fig.tight_layout()
     return _png(fig)
@@ -129,5 +130,107 @@ def theorem1_figure(rows: list[dict], dataset: str) -> bytes:
     ax.set(xscale="log", xlabel="N (equally spaced times)", ylabel="scaled loss gap",
            title=f"{dataset}: Theorem 1, squared loss")
     ax.legend(fontsize=6)
+    fig.tight_layout()
+    return _png(fig)
+
+
+# ---------------------------------------------------------------------------------------------
+# Training curves over seeds (tables from ctcoupling.curves / ctcoupling.evidence).
+
+_COLOR = {"ic": "C0", "ot": "C1", "vc": "C2", "gc": "C3", "vcgc": "C4"}
+LOG_METRICS = ("w2", "fid")  # positive, falling over decades; the others (energy, KID, fractions) linear
+
+
+def _band(ax, b, color, label, log: bool = False):
+    """The seed mean and its 95% interval; on a log axis a bound below zero is drawn at mean / 10."""
+    ax.plot(b["step"], b["mean"], "o-", ms=3, c=color, label=label)
+    if b["low"].notna().any():
+        low = np.maximum(b["low"], b["mean"] / 10) if log else b["low"]
+        ax.fill_between(b["step"], low, b["high"], color=color, alpha=0.2, lw=0)
+
+
+def curves_figure(table, dataset: str, metrics: list[str], couplings: list[str]) -> bytes:
+    """Metric vs training step per coupling on one data set: seed mean and 95% t interval (band),
+    one column per metric, one row per objective."""
+    from .curves import band
+
+    objectives = list(dict.fromkeys(table["objective"]))
+    fig, axes = plt.subplots(len(objectives), len(metrics), figsize=(4.6 * len(metrics), 3.5 * len(objectives)),
+                             squeeze=False)
+    for i, obj in enumerate(objectives):
+        t = table[(table.objective == obj) & table.coupling.isin(couplings)]
+        for j, metric in enumerate(metrics):
+            ax = axes[i, j]
+            for k, c in enumerate(x for x in couplings if x in set(t.coupling)):
+                b = band(t[t.coupling == c], metric, ["coupling"])
+                seeds = int(b["seeds"].max())
+                _band(ax, b, _COLOR.get(c, f"C{5 + k}"), f"{c.upper()} ({seeds} seed{'s' * (seeds > 1)})",
+                      log=metric in LOG_METRICS)
+            ax.set(xlabel="training step", ylabel=metric, title=f"{dataset} / {obj}: {metric}")
+            if metric in LOG_METRICS:
+                ax.set_yscale("log")
+            ax.legend(fontsize=6)
+    fig.suptitle("seed mean and 95% t interval over seeds", fontsize=8, y=0.995)
+    fig.tight_layout()
+    return _png(fig)
+
+
+def mu_sweep_figure(sweep, metric: str) -> bytes:
+    """GC paper Fig. 5 at small scale: the metric vs step for each mu (mu = 0 is IC), and the first,
+    best and final values against mu (seed mean, 95% interval)."""
+    from . import stats
+    from .curves import band
+
+    ds, obj = sweep[["dataset", "objective"]].iloc[0]  # the first sweep in the grid
+    g = sweep[(sweep.dataset == ds) & (sweep.objective == obj)]
+    mus = sorted(g.mu.unique())
+    cmap = plt.get_cmap("viridis")
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+    for k, mu in enumerate(mus):
+        _band(axes[0], band(g[g.mu == mu], metric, ["mu"]), cmap(k / max(1, len(mus) - 1)), f"mu = {mu:g}",
+              log=True)
+    axes[0].set(xlabel="training step", ylabel=metric, yscale="log", title=f"{ds} / {obj}: {metric} vs step per mu")
+    axes[0].legend(fontsize=7)
+    first, last = g.step.min(), g.step.max()
+    for label, pick, marker in ((f"step {first} (first snapshot)", lambda d: d[d.step == first], "s"),
+                                ("best over training", lambda d: d.loc[d.groupby("seed")[metric].idxmin()], "^"),
+                                (f"step {last} (final)", lambda d: d[d.step == last], "o")):
+        m, lo, hi = zip(*(stats.mean_ci(pick(g[g.mu == mu])[metric].to_numpy()) for mu in mus))
+        err = np.array([np.subtract(m, lo), np.subtract(hi, m)])
+        axes[1].errorbar(mus, m, yerr=np.nan_to_num(err), fmt=f"{marker}-", ms=4, capsize=3, label=label)
+    axes[1].set(xlabel="mu (fraction of generator-induced pairs)", ylabel=metric, yscale="log",
+                title="first, best and final vs mu (95% CI)")
+    axes[1].legend(fontsize=7)
+    fig.tight_layout()
+    return _png(fig)
+
+
+def kl_scale_figure(table, selected: float | None, configured: float | None, separated: float) -> bytes:
+    """VC's kl_scale ablation on the two-Gaussian set: the posteriors' mode accuracy, their aggregate
+    variance against the prior's 1, and the samples' W2 and between-modes fraction."""
+    fig, axes = plt.subplots(1, 3, figsize=(12, 3.6))
+    k = table["kl_scale"]
+    axes[0].plot(k, table["mode_accuracy"], "o-", c="C2")
+    axes[0].axhline(separated, ls="--", c="0.5", lw=0.8, label=f"separation threshold {separated:g}")
+    axes[0].axhline(0.5, ls=":", c="0.5", lw=0.8, label="chance (collapsed)")
+    axes[0].set(title="posterior separation of the two modes", ylabel="mode accuracy of a classifier on z", ylim=(0.4, 1.02))
+    axes[1].plot(k, table["aggregate_var_min"], "o-", c="C1", label="min over dims")
+    axes[1].plot(k, table["aggregate_var_max"], "s-", c="C1", alpha=0.6, label="max over dims")
+    axes[1].axhline(1.0, ls="--", c="0.5", lw=0.8, label="prior N(0, I)")
+    axes[1].set(title="do the posteriors tile the prior?", ylabel="variance of all posterior draws z")
+    axes[2].plot(k, table["w2"], "o-", c="C0", label="W2 to held-out data")
+    if "between_modes" in table:
+        axes[2].plot(k, table["between_modes"], "s-", c="C3", label="fraction between the modes")
+    axes[2].set(title="1-step sample quality", ylabel="lower is better", yscale="log")
+    for ax in axes:
+        if selected is not None:
+            ax.axvline(selected, c="C2", lw=1.5, alpha=0.4, label=f"selected kl_scale = {selected:g}")
+        if configured is not None and configured != selected:
+            ax.axvline(configured, c="C3", lw=1, ls="-.", label=f"configured kl_scale = {configured:g}")
+        ax.set(xscale="log", xlabel="kl_scale (beta = kl_scale x the largest-time weight)")
+        ax.legend(fontsize=6)
+    seeds = ", ".join(f"{k:g}: {n}" for k, n in zip(table["kl_scale"], table["seeds"]))
+    fig.suptitle(f"{table['dataset'].iloc[0]} / {table['objective'].iloc[0]}: kl_scale ablation, seed means "
+                 f"(seeds per kl_scale: {seeds})", fontsize=9)
     fig.tight_layout()
     return _png(fig)

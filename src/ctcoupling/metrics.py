@@ -24,6 +24,30 @@ def between_modes(x: np.ndarray, threshold: float = 0.25) -> float:
     return float(np.mean(np.abs(x[:, 1]) < threshold))
 
 
+def posterior_separation(mu: np.ndarray, s: np.ndarray, z: np.ndarray, labels: np.ndarray) -> dict:
+    """How much a VC encoder's posterior N(mu(x), s(x)^2) says about which mode x came from.
+
+    mode_accuracy: a logistic regression (scikit-learn) fit on posterior draws z of the first half of
+    the points and scored on the second half: 0.5 when the posteriors of the modes are one cloud (the
+    encoder collapsed to the prior), 1 when they are apart. posterior_kl: mean KL(N(mu, s^2) || N(0, I));
+    aggregate_mean / aggregate_var: the first two moments of all draws, which are 0 and 1 when the
+    posteriors tile the prior.
+    """
+    from sklearn.linear_model import LogisticRegression
+
+    z, labels = np.asarray(z, dtype=np.float64).reshape(len(z), -1), np.asarray(labels).astype(int)
+    h = len(z) // 2
+    if len(set(labels[:h])) < 2 or len(set(labels[h:])) < 2:
+        raise ValueError("posterior_separation needs both modes in each half of the points")
+    accuracy = LogisticRegression().fit(z[:h], labels[:h]).score(z[h:], labels[h:])
+    kl = 0.5 * (mu**2 + s**2 - 1) - np.log(s)
+    var = np.var(z, axis=0)
+    return {"mode_accuracy": float(accuracy), "posterior_kl": float(kl.reshape(len(kl), -1).sum(1).mean()),
+            "posterior_mu_rms": float(np.sqrt(np.mean(mu**2))), "posterior_s": float(np.mean(s)),
+            "aggregate_mean": float(np.linalg.norm(z.mean(0))), "aggregate_var_min": float(var.min()),
+            "aggregate_var_max": float(var.max())}
+
+
 def _finite(name: str, x: np.ndarray) -> np.ndarray:
     if not np.isfinite(x).all():
         raise ValueError(f"{name}: contains NaN or inf")

@@ -40,9 +40,10 @@ DEFAULTS = {
     "objective": {"ect": {"form": "boundary"}},
     "coupling": {"gc": {"mu_ramp_steps": 0, "prediction_range": None},
                  "vcgc": {"mu_ramp_steps": 0, "prediction_range": None}},
-    "train": {"hflip": False, "ema_warmup": None, "ema_update_every": 1, "nonfinite_grad": "abort"},
+    "train": {"hflip": False, "ema_warmup": None, "ema_update_every": 1, "nonfinite_grad": "abort",
+              "snapshot_every": None},
     "sample": {"ot_pairing": False},
-    "evaluate": {"fidelity": {"protocol": "standard"}},
+    "evaluate": {"fidelity": {"protocol": "standard"}, "curve": {"n": 1024}},
 }
 
 
@@ -342,13 +343,42 @@ def experiment(params: dict, name: str, source: str = "params") -> Experiment:
 
 
 def theory_runs(params: dict, dataset: str) -> dict[str, Experiment]:
-    """The runs the theory stage measures on a data set: the first of each coupling kind with the
-    theory section's objective and seed, keyed by kind (ic, ot, vc, gc, vcgc)."""
+    """The runs the theory stage measures on a data set: of each coupling kind, the coupling named as
+    the kind (else the first) with the theory section's objective and seed, keyed by kind."""
     th, out = params["theory"], {}
-    for e in experiments(params):
+    for e in experiments(params):  # the coupling named as its kind first (not a sweep's gc_mu1)
         if (e.dataset, e.objective, e.seed) == (dataset, th["objective"], th["seed"]):
-            out.setdefault(e.config["coupling"]["kind"], e)
+            kind = e.config["coupling"]["kind"]
+            if kind not in out or (e.coupling == kind and out[kind].coupling != kind):
+                out[kind] = e
     return out
+
+
+def mu_values(couplings: dict) -> dict[str, float]:
+    """GC's mu sweep (GC paper Fig. 5): coupling name -> mu; IC (the coupling named `ic`) is mu = 0,
+    and every GC-kind coupling with a constant mu is in it."""
+    out = {n: 0.0 for n, c in couplings.items() if c["kind"] == "ic" and n == "ic"}
+    return out | {n: float(c["mu"]) for n, c in couplings.items() if c["kind"] == "gc" and not c.get("mu_ramp_steps")}
+
+
+def kl_values(couplings: dict) -> dict[str, float]:
+    """VC's kl_scale ablation: coupling name -> kl_scale for every VC-kind coupling."""
+    return {n: float(c["kl_scale"]) for n, c in couplings.items() if c["kind"] == "vc"}
+
+
+def sweeps(params: dict) -> dict[str, list[tuple[str, str]]]:
+    """The (data set, objective) pairs of the grid that hold a mu sweep (>= 3 mu values) and a
+    kl_scale ablation (>= 2 kl_scale values on a two-Gaussian set)."""
+    found: dict[str, dict] = {"mu": {}, "kl": {}}
+    mus, kls = mu_values(params["couplings"]), kl_values(params["couplings"])
+    for e in experiments(params):
+        key = (e.dataset, e.objective)
+        if e.coupling in mus:
+            found["mu"].setdefault(key, set()).add(mus[e.coupling])
+        if e.coupling in kls and params["datasets"][e.dataset]["source"] == "two_gaussians":
+            found["kl"].setdefault(key, set()).add(kls[e.coupling])
+    return {"mu": [k for k, v in found["mu"].items() if len(v) >= 3],
+            "kl": [k for k, v in found["kl"].items() if len(v) >= 2]}
 
 
 def dataset_names(params: dict) -> list[str]:
@@ -375,7 +405,7 @@ def stage_param_keys(params: dict, stage: str, target: str) -> list[str]:
         return ["threads", "theory", f"networks.{th['denoiser']['network']}"]
     exp = experiment(params, target)
     sections = {"train": ("objective", "coupling", "network", "train"), "sample": ("sample",),
-                "evaluate": ("evaluate",)}[stage]
+                "evaluate": ("evaluate",), "curve": ("sample", "evaluate")}[stage]
     keys = ["threads"]
     if stage == "train":
         keys += [f"objectives.{exp.objective}", f"couplings.{exp.coupling}",
@@ -384,7 +414,7 @@ def stage_param_keys(params: dict, stage: str, target: str) -> list[str]:
             keys.append(f"networks.{exp.config['coupling']['encoder']}")
         keys.append("train")
     else:
-        keys.append(stage)
+        keys += list(sections)
     for name in exp.overrides:
         keys += [f"overrides.{name}.match"] + [
             f"overrides.{name}.set.{s}" for s in sections if s in params["overrides"][name]["set"]]

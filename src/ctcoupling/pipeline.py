@@ -1,6 +1,7 @@
 """The DAG, once: artifact paths and stages, shared by the Snakefile and the generated dvc.yaml.
 
 prepare(dataset) -> train(experiment) -> sample(experiment) -> evaluate(experiment) -> report,
+train(experiment) -> curve(experiment) (the snapshots along training) -> report,
 classifier(dataset) -> evaluate (digits FID/KID/IS/PR), theory(dataset) from the trained runs of a
 data set -> report (the claims table), and audit over every evaluation (published numbers).
 Both engines call the same `ctcoupling` commands on the same paths; `ctcoupling dag` writes
@@ -40,19 +41,21 @@ def classifier_record(ds: str) -> str:
 
 REGISTRY = "params/published_fids.yaml"
 AUDIT_MD, AUDIT_CSV = f"{ANALYSIS_DIR}/audit.md", f"{ANALYSIS_DIR}/audit.csv"
-TRAIN_OUTS = ("model.pt", "train_log.csv", "train.json")
+TRAIN_OUTS = ("model.pt", "snapshots.pt", "train_log.csv", "train.json")
 SAMPLE_OUTS = ("samples.npz", "samples.png", "sample.json")
 EVALUATE_OUTS = ("eval.json",)
+CURVE_OUTS = ("curve.csv", "curve.json")
 REPORT_OUTS = ("results.csv", "results.md", "metrics.json", "provenance.json")
 
 
 def figure_runs(params: dict) -> dict[str, dict[str, P.Experiment]]:
-    """The runs the paper-figure reproductions draw from (lowest seed, first objective in the grid):
-    VCT Fig. 1 needs IC and VC on the two-Gaussian set, the GC figure a GC run on a 2-D set."""
+    """The runs the paper-figure reproductions draw from (lowest seed, first objective in the grid,
+    the coupling named as its kind): VCT Fig. 1 needs IC and VC on the two-Gaussian set, the GC
+    figure a GC run on a 2-D set."""
     first: dict[tuple, P.Experiment] = {}
     for e in P.experiments(params):
         key = (e.dataset, e.config["coupling"]["kind"])
-        if key not in first or e.seed < first[key].seed:
+        if e.coupling == key[1] and (key not in first or e.seed < first[key].seed):
             first[key] = e
     out = {}
     two = [ds for ds in P.dataset_names(params) if params["datasets"][ds]["source"] == "two_gaussians"]
@@ -73,8 +76,10 @@ def report_outs(params: dict) -> list[str]:
     figures = ["samples_2d.png"] if any(P.is_2d(params, ds) for ds in used) else []
     figures += [f"samples_{ds}.png" for ds in P.dataset_names(params) if ds in used and not P.is_2d(params, ds)]
     figures += [f"{name}.png" for name in figure_runs(params)]
-    claims = ["claims.md"] if theory_datasets(params) else []
-    return [f"{ANALYSIS_DIR}/{n}" for n in REPORT_OUTS + tuple(claims + figures)]
+    figures += [f"curves_{ds}.png" for ds in P.dataset_names(params) if ds in used]
+    found = P.sweeps(params)
+    figures += ["gc_mu_sweep.png"] * bool(found["mu"]) + ["vc_kl_scale.png"] * bool(found["kl"])
+    return [f"{ANALYSIS_DIR}/{n}" for n in REPORT_OUTS + ("curves.csv", "claims.md") + tuple(figures)]
 
 
 def classifier_datasets(params: dict) -> list[str]:
@@ -89,8 +94,22 @@ def evaluate_inputs(params: dict, exp: P.Experiment) -> list[str]:
     out = [run_file(exp.name, "samples.npz"), data_npz(exp.dataset)]
     if fid["features"] == "classifier":
         out.append(classifier_file(exp.dataset))
-    if fid["features"] != "none" and fid["stream"]:
+    if (fid["features"] != "none" and fid["stream"]) or posterior_measured(params, exp):
         out.append(run_file(exp.name, "model.pt"))
+    return out
+
+
+def posterior_measured(params: dict, exp: P.Experiment) -> bool:
+    """Whether evaluate measures the VC posterior's separation of the modes (two-Gaussian set)."""
+    return params["datasets"][exp.dataset]["source"] == "two_gaussians" and "encoder_network" in exp.config
+
+
+def curve_inputs(params: dict, exp: P.Experiment) -> list[str]:
+    """What the curve stage reads: the snapshots and the final weights, the data, the classifier for
+    image metrics."""
+    out = [run_file(exp.name, "snapshots.pt"), run_file(exp.name, "model.pt"), data_npz(exp.dataset)]
+    if not P.is_2d(params, exp.dataset) and exp.config["evaluate"]["fidelity"]["features"] == "classifier":
+        out.append(classifier_file(exp.dataset))
     return out
 
 
@@ -129,7 +148,7 @@ def report_deps(params: dict) -> list[str]:
     exps = P.experiments(params)
     models = sorted({run_file(e.name, "model.pt") for runs in figure_runs(params).values() for e in runs.values()})
     return ([run_file(e.name, "eval.json") for e in exps] + [data_npz(ds) for ds in P.dataset_names(params)] +
-            [run_file(e.name, "samples.npz") for e in exps] + models +
+            [run_file(e.name, "samples.npz") for e in exps] + [run_file(e.name, "curve.csv") for e in exps] + models +
             [theory_outs(params, ds)[0] for ds in theory_datasets(params)] + code_deps("report"))
 
 
@@ -141,10 +160,12 @@ CODE = {
               "training.py"),
     "sample": ("kernels.py", "networks.py", "sampling.py"),
     "classifier": ("classifier.py",),
-    "evaluate": ("metrics.py", "fidelity.py", "classifier.py", "sampling.py"),
+    "evaluate": ("kernels.py", "networks.py", "couplings.py", "metrics.py", "fidelity.py", "classifier.py",
+                 "sampling.py"),
+    "curve": ("kernels.py", "networks.py", "sampling.py", "metrics.py", "fidelity.py", "classifier.py", "curves.py"),
     "audit": ("audit.py",),
     "theory": ("kernels.py", "networks.py", "couplings.py", "theory.py", "measurements.py", "figures.py"),
-    "report": ("report.py", "figures.py"),
+    "report": ("report.py", "figures.py", "evidence.py", "curves.py", "stats.py"),
 }
 
 
@@ -194,6 +215,9 @@ def stages(params: dict, params_path: str) -> list[Stage]:
                          deps=evaluate_inputs(params, e) + code_deps("evaluate"),
                          outs=[run_file(x, n) for n in EVALUATE_OUTS],
                          params=P.stage_param_keys(params, "evaluate", x)))
+        out.append(Stage(f"curve-{x}", f"{CMD} curve --params {params_path} --experiment {x}",
+                         deps=curve_inputs(params, e) + code_deps("curve"), outs=[run_file(x, n) for n in CURVE_OUTS],
+                         params=P.stage_param_keys(params, "curve", x)))
         evals.append(run_file(x, "eval.json"))
     for ds in theory_datasets(params):
         out.append(Stage(f"theory-{ds}", f"{CMD} theory --params {params_path} --dataset {ds}",

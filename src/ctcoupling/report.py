@@ -85,39 +85,6 @@ def markdown(table: pd.DataFrame, summary: pd.DataFrame, source: str) -> str:
     return text + "## Mean ± std over seeds\n\n" + _md(shown) + "\n\n## Per experiment\n\n" + _md(table) + "\n"
 
 
-def claims_markdown(records: list[dict], source: str) -> str:
-    """The GC paper's claims, each with the evidence measured here and whether it holds; the denoiser
-    estimator's error against the exact R~_t; R(theta) per consistency model."""
-    text = (f"# Paper claims, measured ({source})\n\n"
-            "From `ctcoupling theory` on each data set's trained runs (METHODS 6). R~_t = E||xdot_t - v_t(x_t)||^2; "
-            "IC and VC are exact on the finite training set, every coupling is also estimated with the GC paper's "
-            "denoiser estimator (the only route for batch-OT and GC). A claim that does not hold is reported as "
-            "measured: CPU-scale data and models are not CIFAR-10.\n\n")
-    rows = [{"data set": c["dataset"], "claim": c["claim"], "holds here": "yes" if c["holds"] else "no",
-             "evidence": c["evidence"]} for r in records for c in r["claims"]]
-    text += "## Claims\n\n" + _md(pd.DataFrame(rows)) + "\n\n"
-    err = []
-    for r in records:
-        for coupling in ("IC", "VC"):
-            rows_c = [d for d in r["tables"]["discrepancy"] if d["coupling"] == coupling]
-            rel = {d["t"]: abs(d["relative_error"]) for d in rows_c if d["relative_error"] is not None}
-            if rows_c:
-                memorised = [d["t"] for d in rows_c if d["relative_error"] is None]
-                err.append({"data set": r["dataset"], "coupling": coupling, "times": f"{len(rel)}/{len(rows_c)}",
-                            "median abs. rel. error": f"{np.median(list(rel.values())):.1%}" if rel else "-",
-                            "max abs. rel. error": (f"{max(rel.values()):.1%} (t={max(rel, key=rel.get):g})"
-                                                 if rel else "-"),
-                            "exact ~ 0 (memorised) at t": ", ".join(f"{t:g}" for t in memorised) or "-"})
-    text += ("## How far to trust the estimator (the paper's Fig. 2)\n\nRelative error of the denoiser "
-             "estimator against the exact R~_t over the measured times. At small t the finite training set's "
-             "posterior is one-hot, so the exact R~_t is ~0 (memorisation) while a generalising D_phi is not: "
-             "no relative error is quoted at those times, which are listed.\n\n" + _md(pd.DataFrame(err)) + "\n\n")
-    rt = [{"data set": r["dataset"], "model": k, "R(theta)": f"{v:.4g}"} for r in records for k, v in r["R_theta"].items()]
-    text += ("## R(theta) of Theorem 1 (lambda = 1, over the measured times, exact velocity)\n\n"
-             + _md(pd.DataFrame(rt)) + "\n")
-    return text
-
-
 def metrics_json(summary: pd.DataFrame) -> dict:
     out = {}
     for _, r in summary.iterrows():
@@ -128,35 +95,36 @@ def metrics_json(summary: pd.DataFrame) -> dict:
 
 
 def samples_figure(params: dict, points: dict[str, np.ndarray], refs: dict[str, np.ndarray]) -> bytes:
-    """One panel per (2-D data set, objective, coupling): held-out data in grey, the lowest seed's samples on top."""
+    """One panel per (2-D data set, objective, main coupling): held-out data in grey, the lowest seed's
+    samples on top, at most 5 panels a row and only the panels that exist. The sweeps' couplings
+    (gc_mu1, vc_kl30, ...) have figures of their own."""
+    from .evidence import MAIN
     from .params import experiments, is_2d
 
     first = {}
+    names = {e.coupling for e in experiments(params)}
+    shown = set(MAIN) & names or names
     for e in experiments(params):
-        if is_2d(params, e.dataset):
+        if is_2d(params, e.dataset) and e.coupling in shown:
             key = (e.dataset, e.objective, e.coupling)
             if key not in first or e.seed < first[key].seed:
                 first[key] = e
     if not first:
         return _empty_png("no 2-D data set in this grid")
-    datasets = sorted({k[0] for k in first})
-    rows = {ds: sorted(k[1:] for k in first if k[0] == ds) for ds in datasets}  # only the panels that exist
-    cols = max(len(r) for r in rows.values())
+    order = {c: i for i, c in enumerate(MAIN)}
+    panels = sorted(first, key=lambda k: (k[0], k[1], order.get(k[2], len(order)), k[2]))  # only real panels
+    cols = min(5, len(panels))
+    n_rows = -(-len(panels) // cols)
     k = params["report"]["figure_points"]
-    fig, axes = plt.subplots(len(datasets), cols, figsize=(3 * cols, 3 * len(datasets)), squeeze=False)
-    for i, ds in enumerate(datasets):
-        for j in range(cols):
-            ax = axes[i, j]
-            if j >= len(rows[ds]):
-                ax.remove()
-                continue
-            obj, cpl = rows[ds][j]
-            e = first[(ds, obj, cpl)]
-            ax.scatter(*refs[ds][:k].T, s=2, c="0.7", label="held-out data")
-            ax.scatter(*points[e.name][:k].T, s=2, c="C0", label=f"1-step samples (seed {e.seed})")
-            ax.set(xlim=(-1.5, 1.5), ylim=(-1.5, 1.5), aspect="equal", title=f"{ds}\n{obj} / {cpl}")
-            ax.tick_params(labelsize=7)
-    axes[0, 0].legend(loc="lower left", fontsize=6, markerscale=3)
+    fig = plt.figure(figsize=(3 * cols, 3 * n_rows))
+    for i, (ds, obj, cpl) in enumerate(panels):
+        ax = fig.add_subplot(n_rows, cols, i + 1)
+        e = first[(ds, obj, cpl)]
+        ax.scatter(*refs[ds][:k].T, s=2, c="0.7", label="held-out data")
+        ax.scatter(*points[e.name][:k].T, s=2, c="C0", label=f"1-step samples (seed {e.seed})")
+        ax.set(xlim=(-1.5, 1.5), ylim=(-1.5, 1.5), aspect="equal", title=f"{ds}\n{obj} / {cpl}")
+        ax.tick_params(labelsize=7)
+    fig.axes[0].legend(loc="lower left", fontsize=6, markerscale=3)
     fig.tight_layout()
     return _png(fig)
 

@@ -18,8 +18,8 @@ from . import artifacts, data
 from . import params as P
 from .errors import UserError
 from .pipeline import (ANALYSIS_DIR, AUDIT_CSV, AUDIT_MD, THEORY_TABLES, checkpoint_inputs, classifier_datasets,
-                       classifier_file, classifier_record, data_manifest, data_npz, evaluate_inputs, figure_runs,
-                       report_outs, run_file, theory_datasets, theory_inputs, theory_outs)
+                       classifier_file, classifier_record, curve_inputs, data_manifest, data_npz, evaluate_inputs,
+                       figure_runs, report_outs, run_file, theory_datasets, theory_inputs, theory_outs)
 
 
 def _say(msg: str) -> None:
@@ -67,7 +67,8 @@ def train(params: dict, name: str, source: str, progress: bool = True, resume: b
     d = data.load_prepared(data_npz(exp.dataset))
     state_path = Path(run_file(name, "train_state.pt"))
     t0 = time.perf_counter()
-    ckpt, log = training.train(config, data.to_model_space(d["x_train"]), state_path, resume, progress, device)
+    ckpt, log, snapshots = training.train(config, data.to_model_space(d["x_train"]), state_path, resume, progress,
+                                          device)
     wall_s = time.perf_counter() - t0
     rank, _ = training.distributed()
     if rank != 0:
@@ -75,6 +76,8 @@ def train(params: dict, name: str, source: str, progress: bool = True, resume: b
     ckpt["data_dtype"] = str(d["x_train"].dtype)
     artifacts.write_torch(run_file(name, "model.pt"), ckpt)
     artifacts.write_text(run_file(name, "train_log.csv"), _csv(log))
+    artifacts.write_torch(run_file(name, "snapshots.pt"), {"config": config, "data_shape": ckpt["data_shape"],
+                                                           "snapshots": snapshots})
     inputs = [data_npz(exp.dataset)] + checkpoint_inputs(exp.config)
     artifacts.write_json(run_file(name, "train.json"), {
         "experiment": name,
@@ -170,20 +173,44 @@ def _stream(exp, device: str):
     return make
 
 
-def evaluate(params: dict, name: str, source: str, device: str = "cpu") -> None:
+def _point_metrics(params: dict, dataset: str, x: np.ndarray, ref: np.ndarray, n: int) -> dict:
+    """W2 on the first n samples and held-out points (model space); energy distance and, on the
+    two-Gaussian set, the between-modes fraction for 2-D points."""
     from . import metrics
 
+    n = min(n, len(x), len(ref))
+    values = {"w2": metrics.w2_exact(x[:n], ref[:n])}
+    if P.is_2d(params, dataset):
+        values["energy"] = metrics.energy_distance(x[:n], ref[:n])
+    if params["datasets"][dataset]["source"] == "two_gaussians":
+        values["between_modes"] = metrics.between_modes(x)
+    return values
+
+
+def _posterior(params: dict, exp, prepared: dict) -> dict:
+    """VC on the two-Gaussian set: how well the encoder's posterior z | x tells the two modes apart."""
+    import torch
+
+    from . import metrics, training
+
+    if params["datasets"][exp.dataset]["source"] != "two_gaussians" or "encoder_network" not in exp.config:
+        return {}
+    encoder = training.load_encoder(load_checkpoint(run_file(exp.name, "model.pt")), exp.config["sample"]["use_ema"])
+    x = torch.from_numpy(data.to_model_space(prepared["x_test"]))
+    with torch.no_grad():
+        mu, s = encoder(x)
+        z = mu + s * torch.randn(x.shape, generator=torch.Generator().manual_seed(exp.seed + 2000))
+    return metrics.posterior_separation(mu.numpy(), s.numpy(), z.numpy(), x[:, 1].numpy() > 0)
+
+
+def evaluate(params: dict, name: str, source: str, device: str = "cpu") -> None:
     exp = P.experiment(params, name, source)
     spec = exp.config["evaluate"]
     samples = load_samples(run_file(name, "samples.npz"))
     prepared = data.load_prepared(data_npz(exp.dataset))
     x, ref = data.to_model_space(samples), data.to_model_space(prepared["x_test"])
     n = min(spec["n"], len(x), len(ref))
-    values = {"w2": metrics.w2_exact(x[:n], ref[:n])}
-    if P.is_2d(params, exp.dataset):
-        values["energy"] = metrics.energy_distance(x[:n], ref[:n])
-    if params["datasets"][exp.dataset]["source"] == "two_gaussians":
-        values["between_modes"] = metrics.between_modes(x)
+    values = _point_metrics(params, exp.dataset, x, ref, n) | _posterior(params, exp, prepared)
     inputs = evaluate_inputs(params, exp)
     result = {
         "experiment": name, "dataset": exp.dataset, "objective": exp.objective, "coupling": exp.coupling,
@@ -208,6 +235,64 @@ def evaluate(params: dict, name: str, source: str, device: str = "cpu") -> None:
     artifacts.write_json(run_file(name, "eval.json"), result)
     shown = ", ".join(f"{k} = {v:.4g}" for k, v in values.items())
     _say(f"evaluated {name}: {shown} ({n} points for W2)")
+
+
+def curve(params: dict, name: str, source: str, device: str = "cpu") -> None:
+    """The training curve of one experiment: every snapshot of snapshots.pt and the final EMA weights
+    of model.pt, each sampled from the same noise and measured on the data set's metric
+    (runs/EXP/curve.csv, curve.json: best and final). The snapshots are EMA weights, what sampling
+    uses by default (`sample.use_ema`)."""
+    import torch
+
+    from . import curves, fidelity, sampling, training
+    from .classifier import EXTRACTOR
+
+    exp = P.experiment(params, name, source)
+    path = run_file(name, "snapshots.pt")
+    if not Path(path).is_file():
+        raise UserError(f"{path}: snapshots not found; run `ctcoupling train --experiment {name}` first")
+    try:
+        snaps = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:
+        raise UserError(f"{path}: unreadable snapshots ({type(e).__name__}); train again") from None
+    final = load_checkpoint(run_file(name, "model.pt"))
+    points = [x for x in snaps["snapshots"] if x["step"] < final["step"]]  # the intermediate ones, then the final
+    points.append({"step": final["step"], "ema": final["ema"], **({"ema_encoder": final["ema_encoder"]}
+                                                                   if "ema_encoder" in final else {})})
+    spec, n = exp.config["sample"], exp.config["evaluate"]["curve"]["n"]
+    prepared = data.load_prepared(data_npz(exp.dataset))
+    ref = data.to_model_space(prepared["x_test"])
+    fid_spec = exp.config["evaluate"]["fidelity"]
+    scored_by_classifier = not P.is_2d(params, exp.dataset) and fid_spec["features"] == "classifier"
+    if scored_by_classifier:
+        reference = fidelity.reference_uint8(prepared[f"x_{fid_spec['reference']}"])
+    rows = []
+    for snap in points:
+        model = training.load_model(snaps, weights=snap["ema"])
+        encoder = training.load_encoder(snaps, weights=snap.get("ema_encoder"))
+        x = sampling.generate(model, n, tuple(snaps["data_shape"]), spec["batch"], exp.seed + spec["seed_offset"],
+                              spec["t_mid"], False, device, encoder, spec["ot_pairing"]).numpy()
+        if not np.isfinite(x).all():
+            raise UserError(f"{name}: the snapshot at step {snap['step']} samples NaN or inf")
+        row = {"step": snap["step"]}
+        if scored_by_classifier:
+            row |= fidelity.compute(data.to_uint8(x), reference, EXTRACTOR, classifier_file(exp.dataset),
+                                    fidelity.cache_dir(), f"{exp.dataset}-{fid_spec['reference']}", ["fid", "kid"],
+                                    fid_spec["batch"], device)
+        else:
+            row |= _point_metrics(params, exp.dataset, x, ref, n)
+        rows.append(row)
+    summary = curves.best_and_final(rows, curves.primary_metric(rows[0]))
+    artifacts.write_text(run_file(name, "curve.csv"), _csv(rows))
+    artifacts.write_json(run_file(name, "curve.json"), {
+        "experiment": name, "dataset": exp.dataset, "objective": exp.objective, "coupling": exp.coupling,
+        "seed": exp.seed, "n": n, **summary,
+        "provenance": artifacts.provenance("curve", {"sample": spec, "curve": exp.config["evaluate"]["curve"]},
+                                           curve_inputs(params, exp)),
+    })
+    b, f = summary["best"], summary["final"]
+    _say(f"curve {name}: {len(rows)} snapshots; {summary['metric']} best {b['value']:.4g} at step {b['step']}, "
+         f"final {f['value']:.4g}")
 
 
 def audit(params: dict, source: str, registry_path: str) -> None:
@@ -292,7 +377,35 @@ def _paper_figure(name: str, runs: dict, points: dict, refs: dict) -> bytes:
     return figures.gc_pairs(data.to_model_space(refs[gc.dataset]), model)
 
 
+def _curves_table(params: dict):
+    """Every experiment's curve.csv as one long table (dataset, objective, coupling, seed, step, metrics)."""
+    import pandas as pd
+
+    frames = []
+    for e in P.experiments(params):
+        path = Path(run_file(e.name, "curve.csv"))
+        if not path.is_file():
+            raise UserError(f"{path}: no training curve for experiment '{e.name}'; run `ctcoupling curve` "
+                            "(or the pipeline) first")
+        frames.append(pd.read_csv(path).assign(dataset=e.dataset, objective=e.objective, coupling=e.coupling,
+                                               seed=e.seed))
+    table = pd.concat(frames, ignore_index=True)
+    keys = ["dataset", "objective", "coupling", "seed", "step"]
+    return table[keys + [c for c in table.columns if c not in keys]]
+
+
+def _curves_figure(curves, dataset: str) -> bytes:
+    """One data set's curves: the main couplings (the sweeps have figures of their own)."""
+    from . import evidence, figures
+
+    t = curves[curves.dataset == dataset]
+    metrics = [m for m in ("fid", "kid", "w2", "energy", "between_modes") if m in t and t[m].notna().any()]
+    main = [c for c in evidence.MAIN if c in set(t.coupling)] or sorted(set(t.coupling))
+    return figures.curves_figure(t, dataset, metrics[:3], main)
+
+
 def report(params: dict, source: str) -> None:
+    from . import evidence, figures
     from . import report as report_mod
 
     rows, points = [], {}
@@ -317,12 +430,28 @@ def report(params: dict, source: str) -> None:
             raise UserError(f"{path}: no theory measurements for data set '{ds}'; run `ctcoupling theory "
                             f"--params {source} --dataset {ds}` (or the pipeline) first")
         theory_records.append(json.loads(path.read_text()))
-    if theory_records:
-        artifacts.write_text(out / "claims.md", report_mod.claims_markdown(theory_records, source))
+    curves = _curves_table(params)
+    artifacts.write_text(out / "curves.csv", curves.to_csv(index=False, lineterminator="\n"))
+    artifacts.write_text(out / "claims.md", evidence.claims_markdown(table, curves, params["couplings"],
+                                                                     theory_records, source))
     runs = figure_runs(params)
     for path in report_outs(params):
         name = Path(path).stem
-        if name == "samples_2d":
+        if name.startswith("curves_"):
+            artifacts.write_bytes(path, _curves_figure(curves, name[len("curves_"):]))
+        elif name == "gc_mu_sweep":
+            (ds, obj), = P.sweeps(params)["mu"][:1]
+            sweep = evidence.mu_sweep_table(curves, params["couplings"])
+            sweep = sweep[(sweep.dataset == ds) & (sweep.objective == obj)]
+            artifacts.write_bytes(path, figures.mu_sweep_figure(sweep, evidence.primary(table, ds)))
+        elif name == "vc_kl_scale":
+            (ds, obj), = P.sweeps(params)["kl"][:1]
+            kl = evidence.kl_sweep_table(table, params["couplings"])
+            kl = kl[(kl.dataset == ds) & (kl.objective == obj)]
+            configured = float(params["couplings"]["vc"]["kl_scale"]) if "vc" in params["couplings"] else None
+            artifacts.write_bytes(path, figures.kl_scale_figure(kl, evidence.select_kl_scale(kl), configured,
+                                                                evidence.SEPARATED))
+        elif name == "samples_2d":
             artifacts.write_bytes(path, report_mod.samples_figure(params, points, refs))
         elif name.startswith("samples_"):
             ds = name[len("samples_"):]

@@ -124,6 +124,13 @@ class Run:
             out |= {"encoder": self.encoder.state_dict(), "ema_encoder": self.ema_encoder.state_dict()}
         return out
 
+    def snapshot(self, step: int) -> dict:
+        """The EMA weights after `step` steps (what sampling uses), a copy on the CPU."""
+        out = {"step": step, "ema": _cpu(self.ema.state_dict(), clone=True)}
+        if self.encoder is not None:
+            out["ema_encoder"] = _cpu(self.ema_encoder.state_dict(), clone=True)
+        return out
+
     def state_dict(self) -> dict:
         """The resumable state: weights, optimiser and every generator."""
         return {**self.weights(), "opt": self.opt.state_dict(), "rng_batch": self.rng.get_state(),
@@ -145,8 +152,10 @@ class Run:
 
 
 def train(config: dict, x_train: np.ndarray, state_path: str | Path | None = None, resume: bool = False,
-          progress: bool = True, device: str | torch.device = "cpu") -> tuple[dict, list[dict]]:
-    """Train a consistency model on `x_train` (model space). Returns (final checkpoint, per-step log)."""
+          progress: bool = True, device: str | torch.device = "cpu") -> tuple[dict, list[dict], list[dict]]:
+    """Train a consistency model on `x_train` (model space). Returns (final checkpoint, per-step log,
+    snapshots): the EMA weights every `train.snapshot_every` steps before the end, for the curve stage
+    (the final ones are the checkpoint's, not stored twice)."""
     seed, spec = config["seed"], config["train"]
     rank, world = distributed()
     if spec["batch"] % world:
@@ -164,10 +173,11 @@ def train(config: dict, x_train: np.ndarray, state_path: str | Path | None = Non
             raise UserError(f"{state_path}: saved with other settings than this experiment's; "
                             "delete it or run without --resume")
         run.load_state_dict(state)
-        log, start = state["log"], state["step"]
+        log, start, snapshots = state["log"], state["step"], state["snapshots"]
         if rank == 0:
             print(f"resuming from step {start} of {spec['steps']} ({state_path})", file=sys.stderr, flush=True)
-
+    else:
+        snapshots = []
     bar = trange(start, spec["steps"], initial=start, total=spec["steps"], desc=f"train seed={seed}",
                  disable=not progress or rank != 0, mininterval=1.0)
     for step in bar:
@@ -181,12 +191,16 @@ def train(config: dict, x_train: np.ndarray, state_path: str | Path | None = Non
                    "lr": run.opt.param_groups[0]["lr"], **stats}
             log.append(row)
             bar.set_postfix(loss=f"{row['loss']:.4g}", **stats)
+        every = spec.get("snapshot_every")
+        if every and (step + 1) % every == 0 and step + 1 < spec["steps"]:
+            snapshots.append(run.snapshot(step + 1))
         if (step + 1) % spec["checkpoint_every"] == 0 and step + 1 < spec["steps"] and rank == 0 and state_path:
-            artifacts.write_torch(state_path, {"config": config, "step": step + 1, "log": log, **run.state_dict()})
+            artifacts.write_torch(state_path, {"config": config, "step": step + 1, "log": log,
+                                               "snapshots": snapshots, **run.state_dict()})
 
     checkpoint = {"config": config, "data_shape": list(data.shape[1:]), "step": spec["steps"],
                   **{k: _cpu(v) for k, v in run.weights().items()}}
-    return checkpoint, log
+    return checkpoint, log, snapshots
 
 
 def build_encoder(config: dict, data_shape: tuple[int, ...]) -> couplings.Encoder | None:
@@ -197,19 +211,20 @@ def build_encoder(config: dict, data_shape: tuple[int, ...]) -> couplings.Encode
     return couplings.Encoder(net, config["objective"]["kernel"]["sigma_data"])
 
 
-def _cpu(state: dict) -> dict:
-    return {k: v.detach().cpu() for k, v in state.items()}
+def _cpu(state: dict, clone: bool = False) -> dict:
+    return {k: (v.detach().cpu().clone() if clone else v.detach().cpu()) for k, v in state.items()}
 
 
-def load_model(checkpoint: dict, use_ema: bool = True) -> ConsistencyModel:
+def load_model(checkpoint: dict, use_ema: bool = True, weights: dict | None = None) -> ConsistencyModel:
+    """The checkpoint's (EMA) model, or its architecture with `weights` (a snapshot's)."""
     model = build_model(checkpoint["config"], tuple(checkpoint["data_shape"]))
-    model.load_state_dict(checkpoint["ema" if use_ema else "model"])
+    model.load_state_dict(weights if weights is not None else checkpoint["ema" if use_ema else "model"])
     return model.eval().requires_grad_(False)
 
 
-def load_encoder(checkpoint: dict, use_ema: bool = True) -> couplings.Encoder | None:
+def load_encoder(checkpoint: dict, use_ema: bool = True, weights: dict | None = None) -> couplings.Encoder | None:
     encoder = build_encoder(checkpoint["config"], tuple(checkpoint["data_shape"]))
     if encoder is not None:
-        encoder.load_state_dict(checkpoint["ema_encoder" if use_ema else "encoder"])
+        encoder.load_state_dict(weights if weights is not None else checkpoint["ema_encoder" if use_ema else "encoder"])
         encoder.eval().requires_grad_(False)
     return encoder

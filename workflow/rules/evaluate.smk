@@ -16,3 +16,24 @@ rule evaluate:
         "../envs/ctcoupling.yaml"
     shell:
         "{params.cmd} evaluate --params {params.file} --experiment {wildcards.experiment} 2> {log}"
+
+
+rule curve:
+    """The training curve of one experiment: each snapshot sampled and scored (W2, or FID/KID)."""
+    input:
+        inputs=lambda w: L.curve_inputs(PARAMS, EXPERIMENTS[w.experiment]),
+        code=L.code_deps("curve"),
+    output:
+        "runs/{experiment}/curve.csv",
+        "runs/{experiment}/curve.json",
+    params:
+        cmd=CMD,
+        file=PARAMS_FILE,
+        config=resolved("sample", "evaluate"),
+    log:
+        "logs/curve/{experiment}.log",
+    threads: THREADS
+    conda:
+        "../envs/ctcoupling.yaml"
+    shell:
+        "{params.cmd} curve --params {params.file} --experiment {wildcards.experiment} 2> {log}"

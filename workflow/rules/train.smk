@@ -6,6 +6,7 @@ rule train:
         code=L.code_deps("train"),
     output:
         model="runs/{experiment}/model.pt",
+        snapshots="runs/{experiment}/snapshots.pt",
         log="runs/{experiment}/train_log.csv",
         record="runs/{experiment}/train.json",
     params:

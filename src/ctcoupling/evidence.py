@@ -1,0 +1,312 @@
+"""The papers' claims decided over seeds: effect, 95% interval, test, p-value, verdict, diagnosis.
+
+Inputs are tables, no files: `results` (one row per experiment: dataset, objective, coupling, seed
+and the evaluate stage's metrics), `curves` (one row per snapshot: the same keys, step and the curve
+stage's metrics) and `couplings` (params `couplings`: each name's kind, mu, kl_scale). Coupling
+names equal to their kind (ic, ot, vc, gc, vcgc) are the main runs; other names of a kind form the
+sweeps: GC's mu (GC paper Fig. 5; mu = 0 is IC) and VC's kl_scale (the ablation that picks it).
+
+Each claim compares per-seed values with Welch's t-test (`stats.compare`); a claim that does not hold
+gets the measurements that bear on why (convergence of both curves, the encoder's separation).
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+
+from . import curves as C
+from . import params as P
+from . import stats
+
+MAIN = ("ic", "ot", "vc", "gc", "vcgc")
+LABEL = {"ic": "IC", "ot": "OT", "vc": "VC", "gc": "GC", "vcgc": "VC+GC"}
+SEPARATED = 0.6  # mode accuracy on z above which the two modes' posteriors count as distinct
+UNCONVERGED = 0.05  # a curve whose mean falls by more than this fraction over its last quarter
+
+
+def primary(results: pd.DataFrame, dataset: str) -> str:
+    """The data set's sample-quality metric: FID on the classifier's features, else W2."""
+    rows = results[results.dataset == dataset]
+    return "fid" if "fid" in rows and rows["fid"].notna().any() else "w2"
+
+
+def values(results: pd.DataFrame, dataset: str, objective: str, coupling: str, metric: str) -> np.ndarray:
+    r = results[(results.dataset == dataset) & (results.objective == objective) & (results.coupling == coupling)]
+    return r.sort_values("seed")[metric].dropna().to_numpy(dtype=float) if metric in r else np.array([])
+
+
+def _fmt(v: float) -> str:
+    return "–" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.3g}"
+
+
+def claim_row(dataset: str, claim: str, metric: str, a: np.ndarray, b: np.ndarray, lower_is_better: bool = True,
+              diagnosis: str = "") -> dict:
+    """One claim 'a beats b' on per-seed values of `metric`."""
+    if len(a) < 2 or len(b) < 2:
+        return {"data set": dataset, "claim": claim, "metric": metric, "seeds": f"{len(a)}/{len(b)}",
+                "a": _fmt(np.mean(a)) if len(a) else "–", "b": _fmt(np.mean(b)) if len(b) else "–",
+                "effect a - b [95% CI]": "–", "test": "none (fewer than 2 seeds)", "p": "–", "verdict": "not tested",
+                "diagnosis": diagnosis or "run at least 3 seeds of both"}
+    r = stats.compare(a, b, lower_is_better)
+    ma, la, ha = stats.mean_ci(a)
+    mb, lb, hb = stats.mean_ci(b)
+    return {"data set": dataset, "claim": claim, "metric": metric, "seeds": f"{len(a)}/{len(b)}",
+            "a": f"{ma:.3g} [{_fmt(la)}, {_fmt(ha)}]", "b": f"{mb:.3g} [{_fmt(lb)}, {_fmt(hb)}]",
+            "effect a - b [95% CI]": f"{r['effect']:+.3g} [{r['low']:+.3g}, {r['high']:+.3g}]",
+            "test": f"Welch t (df {r['df']:.1f}), two-sided", "p": f"{r['p']:.3g}", "verdict": r["verdict"],
+            "diagnosis": "" if r["verdict"] == "holds" else diagnosis}
+
+
+def convergence(curves: pd.DataFrame, dataset: str, objective: str, coupling: str, metric: str) -> str:
+    """'converged' or how much the seed-mean curve still fell over its last quarter of training."""
+    g = curves[(curves.dataset == dataset) & (curves.objective == objective) & (curves.coupling == coupling)]
+    if g.empty or metric not in g:
+        return "no curve"
+    mean = g.groupby("step")[metric].mean().sort_index()
+    if len(mean) < 3:
+        return f"{len(mean)} snapshot(s): convergence not measurable"
+    last = mean.index[-1]
+    ref = mean[mean.index <= 0.75 * last]
+    if ref.empty:
+        return "convergence not measurable"
+    drop = 1 - mean.iloc[-1] / ref.iloc[-1]
+    name = LABEL.get(coupling, coupling)
+    if drop > UNCONVERGED:
+        return f"{name} still falling ({drop:.0%} over the last quarter)"
+    if drop < -UNCONVERGED:
+        return (f"{name} got worse over the last quarter (+{-drop:.0%}; seed-mean best at step "
+                f"{int(mean.idxmin())})")
+    return f"{name} flat over the last quarter ({-drop:+.0%})"
+
+
+def _diagnose(curves, results, dataset, objective, metric, *couplings) -> str:
+    parts = [convergence(curves, dataset, objective, c, metric) for c in couplings]
+    for c in couplings:
+        acc = values(results, dataset, objective, c, "mode_accuracy")
+        if len(acc):
+            state = "collapsed to the prior" if acc.mean() < SEPARATED else "separated"
+            var = values(results, dataset, objective, c, "aggregate_var_min")
+            tiling = f", their draws' variance {var.mean():.2f} against the prior's 1" if len(var) else ""
+            parts.append(f"{LABEL.get(c, c)} posteriors {state} (mode accuracy {acc.mean():.2f}{tiling})")
+    return "; ".join(parts)
+
+
+PAIRS = [("vc", "ic"), ("vc", "ot"), ("gc", "ic"), ("gc", "ot"), ("ot", "ic"), ("vcgc", "ic"), ("vcgc", "ot"),
+         ("vcgc", "vc"), ("vcgc", "gc")]
+
+
+def best_values(curves: pd.DataFrame, dataset: str, objective: str, coupling: str, metric: str) -> np.ndarray:
+    """Per seed, the best (lowest) value of `metric` along the training curve: the papers' selection."""
+    g = curves[(curves.dataset == dataset) & (curves.objective == objective) & (curves.coupling == coupling)]
+    if g.empty or metric not in g:
+        return np.array([])
+    return g.groupby("seed")[metric].min().sort_index().to_numpy(float)
+
+
+def pairwise_claims(results: pd.DataFrame, curves: pd.DataFrame) -> list[dict]:
+    """'X beats Y' for the papers' pairs on every data set and objective that has both: at the final
+    checkpoint (the evaluate stage's metric) and at each run's best snapshot (the curve's metric, as
+    both papers select the best checkpoint)."""
+    out = []
+    for (ds, obj), _ in results.groupby(["dataset", "objective"], sort=False):
+        metric = primary(results, ds)
+        for a, b in PAIRS:
+            va, vb = (values(results, ds, obj, c, metric) for c in (a, b))
+            if len(va) and len(vb):
+                diagnosis = _diagnose(curves, results, ds, obj, metric, a, b)
+                out.append(claim_row(ds, f"{LABEL[a]} beats {LABEL[b]} ({obj}, final)", metric, va, vb,
+                                     diagnosis=diagnosis))
+                ba, bb = (best_values(curves, ds, obj, c, metric) for c in (a, b))
+                out.append(claim_row(ds, f"{LABEL[a]} beats {LABEL[b]} ({obj}, best snapshot)", metric, ba, bb,
+                                     diagnosis=diagnosis))
+    return out
+
+
+def vct_fig1_claims(results: pd.DataFrame, curves: pd.DataFrame) -> list[dict]:
+    """VCT Fig. 1 on the two-Gaussian set: fewer VC samples between the modes; distinct posteriors."""
+    out = []
+    for (ds, obj), g in results.groupby(["dataset", "objective"], sort=False):
+        if "between_modes" not in g or g["between_modes"].isna().all():
+            continue
+        va, vb = values(results, ds, obj, "vc", "between_modes"), values(results, ds, obj, "ic", "between_modes")
+        if len(va) and len(vb):
+            out.append(claim_row(ds, f"VC puts fewer 1-step samples between the modes than IC ({obj})",
+                                 "between_modes", va, vb,
+                                 diagnosis=_diagnose(curves, results, ds, obj, "between_modes", "vc", "ic")))
+        acc = values(results, ds, obj, "vc", "mode_accuracy")
+        if len(acc) >= 2:
+            half = np.full(len(acc), 0.5)
+            r = stats.paired_t(acc, half)
+            m, lo, hi = stats.mean_ci(acc)
+            out.append({"data set": ds, "claim": f"VC's posteriors tell the modes apart ({obj})",
+                        "metric": "mode_accuracy", "seeds": str(len(acc)), "a": f"{m:.3g} [{_fmt(lo)}, {_fmt(hi)}]",
+                        "b": "0.5 (chance)", "effect a - b [95% CI]": f"{m - 0.5:+.3g} [{lo - 0.5:+.3g}, {hi - 0.5:+.3g}]",
+                        "test": "one-sample t against 0.5", "p": f"{r['p']:.3g}",
+                        "verdict": stats.verdict(r["effect"], r["p"], lower_is_better=False),
+                        "diagnosis": ""})
+    return out
+
+
+def level_for(curves: pd.DataFrame, dataset: str, objective: str, metric: str, factor: float = 1.1) -> float | None:
+    """The fixed level 'steps to reach' is measured at: IC's seed-mean final value times `factor`."""
+    g = curves[(curves.dataset == dataset) & (curves.objective == objective) & (curves.coupling == "ic")]
+    if g.empty:
+        return None
+    final = g[g.step == g.step.max()][metric].mean()
+    return float(final * factor)
+
+
+def speed_claims(curves: pd.DataFrame, results: pd.DataFrame) -> list[dict]:
+    """GC converges faster (GC paper Fig. 5): steps to reach 1.1x IC's final metric, GC against IC and
+    OT; a run that never gets there counts as one snapshot interval past its last step."""
+    out = []
+    for (ds, obj), g in curves.groupby(["dataset", "objective"], sort=False):
+        metric = primary(results, ds)
+        level = level_for(curves, ds, obj, metric)
+        if level is None or metric not in g:
+            continue
+        steps = sorted(g.step.unique())
+        cap = steps[-1] + (steps[-1] - steps[-2] if len(steps) > 1 else steps[-1])
+        per = C.per_seed(g, metric, level)
+        per["steps_to_level"] = per["steps_to_level"].replace(math.inf, cap)
+        for a, b in (("gc", "ic"), ("gc", "ot"), ("vcgc", "ic")):
+            va = per[per.coupling == a].sort_values("seed")["steps_to_level"].to_numpy(float)
+            vb = per[per.coupling == b].sort_values("seed")["steps_to_level"].to_numpy(float)
+            if len(va) and len(vb):
+                out.append(claim_row(ds, f"{LABEL[a]} reaches {metric} <= {level:.3g} (1.1x IC's final) in fewer "
+                                     f"steps than {LABEL[b]} ({obj})", "steps", va, vb,
+                                     diagnosis=_diagnose(curves, results, ds, obj, metric, a, b)))
+    return out
+
+
+def mu_sweep_table(curves: pd.DataFrame, couplings: dict) -> pd.DataFrame:
+    """The mu sweep's curves: rows of the data sets where at least 3 mu values were trained."""
+    mus = P.mu_values(couplings)
+    g = curves[curves.coupling.isin(list(mus))].assign(mu=lambda d: d.coupling.map(mus))
+    keep = [k for k, d in g.groupby(["dataset", "objective"]) if d.mu.nunique() >= 3]
+    return pd.concat([d for k, d in g.groupby(["dataset", "objective"]) if k in keep]) if keep else g.iloc[:0]
+
+
+def mu_claims(curves: pd.DataFrame, results: pd.DataFrame, couplings: dict) -> list[dict]:
+    """mu = 1 is first the fastest, then worse than mu = 0.5 (GC paper Fig. 5): at the first snapshot
+    mu = 1 against mu = 0.5 (lower is the claim), at the end mu = 0.5 against mu = 1."""
+    sweep = mu_sweep_table(curves, couplings)
+    out = []
+    for (ds, obj), g in sweep.groupby(["dataset", "objective"], sort=False):
+        metric = primary(results, ds)
+        by_mu = {mu: d for mu, d in g.groupby("mu")}
+        if 1.0 not in by_mu or 0.5 not in by_mu:
+            continue
+        first, last = g.step.min(), g.step.max()
+
+        def at(mu, step):
+            d = by_mu[mu]
+            return d[d.step == step].sort_values("seed")[metric].to_numpy(float)
+
+        out.append(claim_row(ds, f"mu = 1 ahead of mu = 0.5 early (step {first}, {obj})", metric,
+                             at(1.0, first), at(0.5, first)))
+        out.append(claim_row(ds, f"mu = 0.5 ahead of mu = 1 at the end (step {last}, {obj})", metric,
+                             at(0.5, last), at(1.0, last),
+                             diagnosis="; ".join(convergence(g.assign(coupling=g.mu.astype(str)), ds, obj, str(m),
+                                                             metric) for m in (0.5, 1.0))))
+    return out
+
+
+def kl_sweep_table(results: pd.DataFrame, couplings: dict) -> pd.DataFrame:
+    """Per (data set, objective, kl_scale): the VC runs' separation, tiling and sample quality."""
+    names = P.kl_values(couplings)
+    r = results[results.coupling.isin(list(names)) & results.get("mode_accuracy", pd.Series(dtype=float)).notna()]
+    if r.empty:
+        return pd.DataFrame()
+    r = r.assign(kl_scale=r.coupling.map(names))
+    cols = [c for c in ("mode_accuracy", "aggregate_var_min", "aggregate_var_max", "posterior_kl", "w2",
+                        "between_modes") if c in r]
+    out = r.groupby(["dataset", "objective", "kl_scale"])[cols].mean().reset_index()
+    out["seeds"] = r.groupby(["dataset", "objective", "kl_scale"]).size().to_numpy()
+    return out
+
+
+def select_kl_scale(table: pd.DataFrame) -> float | None:
+    """The stated rule: among the kl_scales whose posteriors tell the modes apart (mean mode accuracy
+    >= SEPARATED), the one whose samples are best (lowest mean W2); None when none separates."""
+    ok = table[table.mode_accuracy >= SEPARATED]
+    return None if ok.empty else float(ok.sort_values(["w2", "kl_scale"]).iloc[0].kl_scale)
+
+
+def markdown_table(rows: list[dict]) -> str:
+    if not rows:
+        return "(none measured)\n"
+    cols = list(rows[0])
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    lines += ["| " + " | ".join(str(r[c]) for c in cols) + " |" for r in rows]
+    return "\n".join(lines) + "\n"
+
+
+def theory_sections(records: list[dict]) -> str:
+    """The GC paper's theory claims as the theory stage measured them (one seed, `theory.seed`), the
+    denoiser estimator's error against the exact R~_t, and R(theta) per consistency model."""
+    rows = [{"data set": c["dataset"], "claim": c["claim"], "holds here": "yes" if c["holds"] else "no",
+             "evidence": c["evidence"]} for r in records for c in r["claims"]]
+    text = ("## Theory (GC paper, METHODS 6), on the runs of `theory.seed`\n\n"
+            "From `ctcoupling theory` on each data set's trained runs. R~_t = E||xdot_t - v_t(x_t)||^2; IC and VC "
+            "are exact on the finite training set, every coupling is also estimated with the GC paper's denoiser "
+            "estimator (the only route for batch-OT and GC). These are Monte Carlo measurements of one trained "
+            "model per coupling; the trend claims are tested with Spearman's rank correlation over the times.\n\n"
+            + markdown_table(rows) + "\n")
+    err = []
+    for r in records:
+        for coupling in ("IC", "VC"):
+            rows_c = [d for d in r["tables"]["discrepancy"] if d["coupling"] == coupling]
+            rel = {d["t"]: abs(d["relative_error"]) for d in rows_c if d["relative_error"] is not None}
+            if rows_c:
+                memorised = [d["t"] for d in rows_c if d["relative_error"] is None]
+                err.append({"data set": r["dataset"], "coupling": coupling, "times": f"{len(rel)}/{len(rows_c)}",
+                            "median abs. rel. error": f"{np.median(list(rel.values())):.1%}" if rel else "-",
+                            "max abs. rel. error": (f"{max(rel.values()):.1%} (t={max(rel, key=rel.get):g})"
+                                                 if rel else "-"),
+                            "exact ~ 0 (memorised) at t": ", ".join(f"{t:g}" for t in memorised) or "-"})
+    text += ("### How far to trust the estimator (the paper's Fig. 2)\n\nRelative error of the denoiser "
+             "estimator against the exact R~_t over the measured times. At small t the finite training set's "
+             "posterior is one-hot, so the exact R~_t is ~0 (memorisation) while a generalising D_phi is not: "
+             "no relative error is quoted at those times, which are listed.\n\n" + markdown_table(err) + "\n")
+    rt = [{"data set": r["dataset"], "model": k, "R(theta)": f"{v:.4g}"} for r in records for k, v in r["R_theta"].items()]
+    return text + ("### R(theta) of Theorem 1 (lambda = 1, over the measured times, exact velocity)\n\n"
+                   + markdown_table(rt))
+
+
+def claims_markdown(results: pd.DataFrame, curves: pd.DataFrame, couplings: dict, theory: list[dict],
+                    source: str) -> str:
+    """analysis/claims.md: every claim over seeds, the sweeps' decisions, then the theory."""
+    text = (f"# Paper claims, measured ({source})\n\n"
+            "Each claim compares per-seed values of the final checkpoint (seed-paired runs share their "
+            "initialisation and data order). a and b: seed mean [95% t interval] of the first and the second "
+            "coupling named in the claim; effect: mean(a) - mean(b) with Welch's 95% interval; lower is better "
+            "for every metric but mode_accuracy. Verdict at alpha = 0.05, two-sided: holds (significant in the "
+            "claimed direction), contradicted (significant against it), not significant. The diagnosis gives "
+            "the measurements that bear on a claim that does not hold: whether the curves had flattened "
+            "(analysis/curves_*.png), whether VC's posteriors separate the modes. Fewer than 3 seeds: no test.\n\n")
+    sections = [("VCT Fig. 1: the two-Gaussian set", vct_fig1_claims(results, curves)),
+                ("Final sample quality", pairwise_claims(results, curves)),
+                ("Convergence speed (GC paper Fig. 5)", speed_claims(curves, results)),
+                ("GC's mu sweep (GC paper Fig. 5)", mu_claims(curves, results, couplings))]
+    for title, rows in sections:
+        text += f"## {title}\n\n" + markdown_table(rows) + "\n"
+    kl = kl_sweep_table(results, couplings)
+    if not kl.empty:
+        text += ("## VC's kl_scale (the ablation that sets it)\n\n"
+                 f"Rule, stated before the runs: among the kl_scales whose posteriors tell the two modes apart "
+                 f"(mean mode accuracy of a logistic regression on z >= {SEPARATED}), the one with the lowest mean "
+                 "W2. Mode accuracy 0.5 means the encoder collapsed to the prior; aggregate variance 1 means the "
+                 "posteriors tile the prior.\n\n")
+        for (ds, obj), t in kl.groupby(["dataset", "objective"]):
+            chosen = select_kl_scale(t)
+            configured = float(couplings["vc"]["kl_scale"]) if "vc" in couplings else None
+            text += markdown_table([{k: (f"{v:.3g}" if isinstance(v, float) else v) for k, v in r.items()}
+                                    for r in t.to_dict("records")])
+            agree = ("the main VC runs use it" if chosen == configured else
+                     f"the main VC runs use kl_scale = {configured:g}: change `couplings.vc.kl_scale`")
+            text += (f"\n{ds} / {obj}: the rule selects kl_scale = {chosen:g}; {agree}.\n\n" if chosen is not None
+                     else f"\n{ds} / {obj}: no kl_scale separates the modes.\n\n")
+    return text + (theory_sections(theory) if theory else "")

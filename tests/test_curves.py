@@ -1,0 +1,74 @@
+"""Training curves and the claims built on them: curves.py and evidence.py on fixed tables."""
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats as S
+
+from ctcoupling import curves, evidence
+
+
+def test_best_and_final_pick_the_lowest_and_the_last():
+    rows = [{"step": 10, "w2": 0.5}, {"step": 20, "w2": 0.2}, {"step": 30, "w2": 0.2}, {"step": 40, "w2": 0.3}]
+    got = curves.best_and_final(rows, curves.primary_metric(rows[0]))
+    assert got == {"metric": "w2", "best": {"step": 20, "value": 0.2}, "final": {"step": 40, "value": 0.3}}
+    assert curves.primary_metric({"step": 1, "fid": 3.0, "w2": 1.0}) == "fid"
+
+
+def test_steps_to_reach_interpolates_the_crossing_in_log_metric():
+    want = 10 + 10 * (math.log(0.9) - math.log(0.5)) / (math.log(0.9) - math.log(0.4))
+    assert curves.steps_to_reach([10, 20, 30], [0.9, 0.4, 0.1], 0.5) == pytest.approx(want)
+    assert curves.steps_to_reach([10, 20, 30], [0.3, 0.2, 0.1], 0.5) == 10
+    assert curves.steps_to_reach([10, 20, 30], [0.9, 0.8, 0.7], 0.5) == math.inf
+
+
+def _table():
+    rng = np.random.default_rng(0)
+    rows = []
+    for coupling, scale in (("ic", 1.0), ("gc", 0.6)):
+        for seed in range(3):
+            for step in (100, 200, 300, 400):
+                rows.append({"dataset": "d", "objective": "ict", "coupling": coupling, "seed": seed, "step": step,
+                             "w2": scale / step * 100 * (1 + 0.01 * rng.standard_normal())})
+    return pd.DataFrame(rows)
+
+
+def test_band_is_the_t_interval_over_seeds_at_each_step():
+    t = _table()
+    b = curves.band(t[t.coupling == "ic"], "w2", ["coupling"])
+    assert list(b["step"]) == [100, 200, 300, 400] and set(b["seeds"]) == {3}
+    v = t[(t.coupling == "ic") & (t.step == 200)]["w2"].to_numpy()
+    lo, hi = S.t.interval(0.95, 2, loc=v.mean(), scale=S.sem(v))
+    row = b[b.step == 200].iloc[0]
+    assert row["mean"] == pytest.approx(v.mean()) and row["low"] == pytest.approx(lo) and row["high"] == pytest.approx(hi)
+
+
+def test_speed_claim_finds_the_faster_coupling():
+    t = _table()
+    results = t[t.step == 400].drop(columns="step")
+    rows = evidence.speed_claims(t, results)
+    (gc_ic,) = [r for r in rows if r["claim"].startswith("GC") and "than IC" in r["claim"]]
+    assert gc_ic["verdict"] == "holds"  # GC's curve is 0.6x IC's: it reaches 1.1x IC's final value near step 220
+    assert 200 < float(gc_ic["a"].split()[0]) < 240
+
+
+def test_convergence_diagnosis_tells_falling_from_flat():
+    t = _table()
+    assert "still falling" in evidence.convergence(t, "d", "ict", "ic", "w2")
+    flat = t.assign(w2=1.0)
+    assert "flat" in evidence.convergence(flat, "d", "ict", "ic", "w2")
+    rising = t.assign(w2=t.step.map({100: 1.0, 200: 0.5, 300: 0.5, 400: 0.8}))
+    assert "got worse over the last quarter (+60%; seed-mean best at step 200)" in evidence.convergence(
+        rising, "d", "ict", "ic", "w2")
+
+
+def test_kl_scale_rule_picks_the_best_sampler_among_the_separated():
+    table = pd.DataFrame({"kl_scale": [0.3, 3.0, 30.0], "mode_accuracy": [0.99, 0.7, 0.52], "w2": [0.3, 0.12, 0.11]})
+    assert evidence.select_kl_scale(table) == 3.0  # 30 samples slightly better but its encoder collapsed
+    assert evidence.select_kl_scale(table.assign(mode_accuracy=0.5)) is None
+
+
+def test_claim_with_one_seed_is_not_tested():
+    row = evidence.claim_row("d", "X beats Y", "w2", np.array([1.0]), np.array([2.0]))
+    assert row["verdict"] == "not tested" and row["p"] == "–"
