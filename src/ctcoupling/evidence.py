@@ -32,8 +32,13 @@ def primary(results: pd.DataFrame, dataset: str) -> str:
     return "fid" if "fid" in rows and rows["fid"].notna().any() else "w2"
 
 
+def runs_of(table: pd.DataFrame, dataset: str, objective: str, coupling: str) -> pd.DataFrame:
+    """The rows of one (data set, objective, coupling) of a results or curves table."""
+    return table[(table.dataset == dataset) & (table.objective == objective) & (table.coupling == coupling)]
+
+
 def values(results: pd.DataFrame, dataset: str, objective: str, coupling: str, metric: str) -> np.ndarray:
-    r = results[(results.dataset == dataset) & (results.objective == objective) & (results.coupling == coupling)]
+    r = runs_of(results, dataset, objective, coupling)
     return r.sort_values("seed")[metric].dropna().to_numpy(dtype=float) if metric in r else np.array([])
 
 
@@ -60,8 +65,9 @@ def claim_row(dataset: str, claim: str, metric: str, a: np.ndarray, b: np.ndarra
 
 
 def convergence(curves: pd.DataFrame, dataset: str, objective: str, coupling: str, metric: str) -> str:
-    """'converged' or how much the seed-mean curve still fell over its last quarter of training."""
-    g = curves[(curves.dataset == dataset) & (curves.objective == objective) & (curves.coupling == coupling)]
+    """Whether the seed-mean curve was still falling, flat or getting worse over its last quarter of
+    training (by more than UNCONVERGED), and by how much."""
+    g = runs_of(curves, dataset, objective, coupling)
     if g.empty or metric not in g:
         return "no curve"
     mean = g.groupby("step")[metric].mean().sort_index()
@@ -99,7 +105,7 @@ PAIRS = [("vc", "ic"), ("vc", "ot"), ("gc", "ic"), ("gc", "ot"), ("ot", "ic"), (
 
 def best_values(curves: pd.DataFrame, dataset: str, objective: str, coupling: str, metric: str) -> np.ndarray:
     """Per seed, the best (lowest) value of `metric` along the training curve: the papers' selection."""
-    g = curves[(curves.dataset == dataset) & (curves.objective == objective) & (curves.coupling == coupling)]
+    g = runs_of(curves, dataset, objective, coupling)
     if g.empty or metric not in g:
         return np.array([])
     return g.groupby("seed")[metric].min().sort_index().to_numpy(float)
@@ -151,7 +157,7 @@ def vct_fig1_claims(results: pd.DataFrame, curves: pd.DataFrame) -> list[dict]:
 
 def level_for(curves: pd.DataFrame, dataset: str, objective: str, metric: str, factor: float = 1.1) -> float | None:
     """The fixed level 'steps to reach' is measured at: IC's seed-mean final value times `factor`."""
-    g = curves[(curves.dataset == dataset) & (curves.objective == objective) & (curves.coupling == "ic")]
+    g = runs_of(curves, dataset, objective, "ic")
     if g.empty:
         return None
     final = g[g.step == g.step.max()][metric].mean()
