@@ -72,3 +72,36 @@ def test_kl_scale_rule_picks_the_best_sampler_among_the_separated():
 def test_claim_with_one_seed_is_not_tested():
     row = evidence.claim_row("d", "X beats Y", "w2", np.array([1.0]), np.array([2.0]))
     assert row["verdict"] == "not tested" and row["p"] == "–"
+
+
+def test_ablation_claim_compares_the_variant_with_its_reference_on_the_same_seeds():
+    t = _table()
+    variant = t[t.coupling == "gc"].assign(objective="ict_s320", coupling="ic")  # 0.6x the reference's curve
+    curves_t = pd.concat([t[t.coupling == "ic"], variant], ignore_index=True)
+    results = curves_t[curves_t.step == 400].drop(columns="step")
+    ab = {"dataset": "d", "objective": "ict_s320", "coupling": "ic", "ref_objective": "ict", "ref_coupling": "ic",
+          "seeds": [0, 1, 2], "change": {"objective.s1": (320, 1280)}}
+    final, best = evidence.ablation_claims(results, curves_t, [ab])
+    assert final["claim"].startswith("objective.s1 = 320 (not 1280) beats the reference")
+    va = variant[variant.step == 400].sort_values("seed")["w2"].to_numpy()
+    vb = t[(t.coupling == "ic") & (t.step == 400)].sort_values("seed")["w2"].to_numpy()
+    want = S.ttest_ind(va, vb, equal_var=False)
+    assert final["verdict"] == "holds" and float(final["p"]) == pytest.approx(want.pvalue, rel=1e-2)
+    assert best["seeds"] == "3/3" and "ict_s320/ic" in final["claim"] and "vs ict/ic" in final["claim"]
+
+
+def test_ablations_figure_draws_one_panel_per_ablation():
+    import io
+
+    from matplotlib import image
+
+    from ctcoupling import figures
+
+    t = _table()
+    variant = t[t.coupling == "gc"].assign(objective="ict_s320", coupling="ic")
+    ab = {"dataset": "d", "objective": "ict_s320", "coupling": "ic", "ref_objective": "ict", "ref_coupling": "ic",
+          "seeds": [0, 1, 2], "change": {"objective.s1": (320, 1280)}}
+    png = figures.ablations_figure(pd.concat([t, variant]), [ab, ab | {"seeds": [0, 1]}], {"d": "w2"},
+                                   evidence.describe_change)
+    height, width, _ = image.imread(io.BytesIO(png)).shape
+    assert width > 1.8 * height  # two panels side by side, the unused third removed

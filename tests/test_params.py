@@ -190,3 +190,13 @@ def test_theory_and_fidelity_settings_are_cross_checked(mutate, fragment):
     with pytest.raises(UserError) as e:
         P.validate(params, "params/x.yaml")
     assert fragment in str(e.value) and "\n" not in str(e.value)
+
+
+def test_ablations_pair_each_variant_with_the_main_names_and_name_the_change():
+    params = P.load("params/default.yaml")
+    found = {(a["objective"], a["coupling"]): a for a in P.ablations(params)}
+    s320 = found[("ict_s320", "ic")]
+    assert (s320["ref_objective"], s320["ref_coupling"]) == ("ict", "ic")
+    assert s320["change"] == {"objective.s1": (320, 1280)} and s320["seeds"] == [0, 1, 2]
+    assert found[("ict", "ot_paired")]["change"] == {"sample.ot_pairing": (True, False)}
+    assert not any(c in ("gc_mu1", "vc_kl30") for _, c in found)  # the sweeps have sections of their own

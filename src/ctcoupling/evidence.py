@@ -64,7 +64,8 @@ def claim_row(dataset: str, claim: str, metric: str, a: np.ndarray, b: np.ndarra
             "diagnosis": "" if r["verdict"] == "holds" else diagnosis}
 
 
-def convergence(curves: pd.DataFrame, dataset: str, objective: str, coupling: str, metric: str) -> str:
+def convergence(curves: pd.DataFrame, dataset: str, objective: str, coupling: str, metric: str,
+                label: str | None = None) -> str:
     """Whether the seed-mean curve was still falling, flat or getting worse over its last quarter of
     training (by more than UNCONVERGED), and by how much."""
     g = runs_of(curves, dataset, objective, coupling)
@@ -78,7 +79,7 @@ def convergence(curves: pd.DataFrame, dataset: str, objective: str, coupling: st
     if ref.empty:
         return "convergence not measurable"
     drop = 1 - mean.iloc[-1] / ref.iloc[-1]
-    name = LABEL.get(coupling, coupling)
+    name = label or LABEL.get(coupling, coupling)
     if drop > UNCONVERGED:
         return f"{name} still falling ({drop:.0%} over the last quarter)"
     if drop < -UNCONVERGED:
@@ -111,17 +112,24 @@ def best_values(curves: pd.DataFrame, dataset: str, objective: str, coupling: st
     return g.groupby("seed")[metric].min().sort_index().to_numpy(float)
 
 
-def pairwise_claims(results: pd.DataFrame, curves: pd.DataFrame) -> list[dict]:
+def pairwise_claims(results: pd.DataFrame, curves: pd.DataFrame, ablations: list[dict] = ()) -> list[dict]:
     """'X beats Y' for the papers' pairs on every data set and objective that has both: at the final
     checkpoint (the evaluate stage's metric) and at each run's best snapshot (the curve's metric, as
-    both papers select the best checkpoint)."""
+    both papers select the best checkpoint). The diagnosis of one that does not hold also quotes the
+    final-checkpoint result of each ablation made on X's or Y's runs."""
+    ablated: dict[tuple, list[str]] = {}
+    for ab, row in zip(ablations, ablation_claims(results, curves, ablations)[::2]):
+        ablated.setdefault((ab["dataset"], ab["ref_objective"], ab["ref_coupling"]), []).append(
+            f"ablation {ab['objective']}/{ab['coupling']}, {describe_change(ab['change'])}: {row['a']} vs {row['b']}, "
+            f"{row['verdict']}")
     out = []
     for (ds, obj), _ in results.groupby(["dataset", "objective"], sort=False):
         metric = primary(results, ds)
         for a, b in PAIRS:
             va, vb = (values(results, ds, obj, c, metric) for c in (a, b))
             if len(va) and len(vb):
-                diagnosis = _diagnose(curves, results, ds, obj, metric, a, b)
+                diagnosis = "; ".join([_diagnose(curves, results, ds, obj, metric, a, b)]
+                                      + ablated.get((ds, obj, a), []) + ablated.get((ds, obj, b), []))
                 out.append(claim_row(ds, f"{LABEL[a]} beats {LABEL[b]} ({obj}, final)", metric, va, vb,
                                      diagnosis=diagnosis))
                 ba, bb = (best_values(curves, ds, obj, c, metric) for c in (a, b))
@@ -184,6 +192,36 @@ def speed_claims(curves: pd.DataFrame, results: pd.DataFrame) -> list[dict]:
                 out.append(claim_row(ds, f"{LABEL[a]} reaches {metric} <= {level:.3g} (1.1x IC's final) in fewer "
                                      f"steps than {LABEL[b]} ({obj})", "steps", va, vb,
                                      diagnosis=_diagnose(curves, results, ds, obj, metric, a, b)))
+    return out
+
+
+def describe_change(change: dict) -> str:
+    """'objective.s1 = 320 (not 1280)' for a one-change ablation's differing settings."""
+    return "; ".join(f"{k} = {a} (not {b})" for k, (a, b) in change.items())
+
+
+def ablation_claims(results: pd.DataFrame, curves: pd.DataFrame, ablations: list[dict]) -> list[dict]:
+    """Each one-change ablation (`params.ablations`) against its reference runs, seed by seed: the
+    variant beats the reference at the final checkpoint and at the best snapshot."""
+    out = []
+    for ab in ablations:
+        ds, ref = ab["dataset"], (ab["ref_objective"], ab["ref_coupling"])
+        metric = primary(results, ds)
+        seeds = sorted(ab["seeds"])
+
+        def pick(table, obj, cpl):
+            rows = runs_of(table, ds, obj, cpl)
+            return rows[rows.seed.isin(seeds)]
+
+        what = f"{describe_change(ab['change'])} beats the reference ({ab['objective']}/{ab['coupling']} vs {ref[0]}/{ref[1]}"
+        diagnosis = "; ".join(convergence(curves[curves.seed.isin(seeds)], ds, o, c, metric, f"{o}/{c}")
+                              for o, c in ((ab["objective"], ab["coupling"]), ref))
+        va, vb = (pick(results, o, c).sort_values("seed")[metric].to_numpy(float)
+                  for o, c in ((ab["objective"], ab["coupling"]), ref))
+        out.append(claim_row(ds, what + ", final)", metric, va, vb, diagnosis=diagnosis))
+        ba, bb = (pick(curves, o, c).groupby("seed")[metric].min().sort_index().to_numpy(float)
+                  for o, c in ((ab["objective"], ab["coupling"]), ref))
+        out.append(claim_row(ds, what + ", best snapshot)", metric, ba, bb, diagnosis=diagnosis))
     return out
 
 
@@ -283,7 +321,7 @@ def theory_sections(records: list[dict]) -> str:
 
 
 def claims_markdown(results: pd.DataFrame, curves: pd.DataFrame, couplings: dict, theory: list[dict],
-                    source: str) -> str:
+                    source: str, ablations: list[dict] = ()) -> str:
     """analysis/claims.md: every claim over seeds, the sweeps' decisions, then the theory."""
     text = (f"# Paper claims, measured ({source})\n\n"
             "Each claim compares per-seed values of the final checkpoint (seed-paired runs share their "
@@ -294,11 +332,16 @@ def claims_markdown(results: pd.DataFrame, curves: pd.DataFrame, couplings: dict
             "the measurements that bear on a claim that does not hold: whether the curves had flattened "
             "(analysis/curves_*.png), whether VC's posteriors separate the modes. Fewer than 3 seeds: no test.\n\n")
     sections = [("VCT Fig. 1: the two-Gaussian set", vct_fig1_claims(results, curves)),
-                ("Final sample quality", pairwise_claims(results, curves)),
+                ("Final sample quality", pairwise_claims(results, curves, ablations)),
                 ("Convergence speed (GC paper Fig. 5)", speed_claims(curves, results)),
                 ("GC's mu sweep (GC paper Fig. 5)", mu_claims(curves, results, couplings))]
     for title, rows in sections:
         text += f"## {title}\n\n" + markdown_table(rows) + "\n"
+    if ablations:
+        text += ("## One-change ablations (the measurements behind the diagnoses)\n\n"
+                 "Each variant differs from its reference runs (same data set and seeds) in the settings named; "
+                 "the claim is that the change helps, tested as above.\n\n"
+                 + markdown_table(ablation_claims(results, curves, ablations)) + "\n")
     kl = kl_sweep_table(results, couplings)
     if not kl.empty:
         text += ("## VC's kl_scale (the ablation that sets it)\n\n"

@@ -42,6 +42,7 @@ INCEPTION_PARAM = "evaluate.fidelity.inception_weights"  # where params name the
 EXTRACTORS = (INCEPTION, classifier.EXTRACTOR)
 METRICS = ("fid", "kid", "isc", "prc")
 KID_SUBSET_SIZE = 1000  # torch-fidelity's default, lowered to the sample count for small sets
+KID_SUBSETS = 100  # torch-fidelity's default
 
 _KEYS = {  # torch-fidelity's result keys -> ours
     "frechet_inception_distance": "fid",
@@ -260,7 +261,7 @@ def kid_subset_size(n_generated: int, n_reference: int) -> int:
 
 def compute(generated, reference: np.ndarray, extractor: str, weights_path, cache_dir, reference_key: str,
             metrics=METRICS, batch: int = 64, device: str = "cpu", seed: int = 0,
-            weights_sha256: str | None = None, verbose: bool = False) -> dict[str, float]:
+            weights_sha256: str | None = None, verbose: bool = False, kid_subsets: int = KID_SUBSETS) -> dict[str, float]:
     """Metrics of generated images against reference images, on one feature extractor.
 
     generated: uint8 (N, C, H, W) array or tensor, or a `SampleStream` (any Dataset of uint8 CHW
@@ -272,7 +273,7 @@ def compute(generated, reference: np.ndarray, extractor: str, weights_path, cach
     cache_dir: torch-fidelity's cache_root; the reference features and FID statistics are cached
         there under `reference_cache_name(reference_key, reference, sha256 of the weights)`, the
         generated ones never.
-    seed: torch-fidelity's rng_seed (KID subsets, IS split shuffling).
+    seed: torch-fidelity's rng_seed (KID subsets, IS split shuffling); kid_subsets: how many.
     Returns a subset of fid, kid_mean, kid_std, is_mean, is_std, precision, recall.
     """
     unknown = set(metrics) - set(METRICS)
@@ -292,7 +293,7 @@ def compute(generated, reference: np.ndarray, extractor: str, weights_path, cach
         feature_extractor_compile=False, datasets_download=False,
         batch_size=batch, cuda=torch.device(device).type == "cuda", rng_seed=seed, verbose=verbose,
         save_cpu_ram=True,  # num_workers=0: the stream is read in order in this process (PRC in blocks)
-        kid_subset_size=kid_subset_size(len(gen), len(ref)),
+        kid_subset_size=kid_subset_size(len(gen), len(ref)), kid_subsets=kid_subsets,
         **{m: m in metrics for m in METRICS},
     )
     Path(cache_dir).mkdir(parents=True, exist_ok=True)

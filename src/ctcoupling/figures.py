@@ -149,6 +149,16 @@ def _band(ax, b, color, label, log: bool = False):
         ax.fill_between(b["step"], low, b["high"], color=color, alpha=0.2, lw=0)
 
 
+def _curve_axes(ax, metric: str, title: str, title_size: float | None = None) -> None:
+    """Labels, the title, a log axis for the metrics that fall over decades, and the legend."""
+    ax.set(xlabel="training step", ylabel=metric, title=title)
+    if title_size:
+        ax.title.set_fontsize(title_size)
+    if metric in LOG_METRICS:
+        ax.set_yscale("log")
+    ax.legend(fontsize=6)
+
+
 def curves_figure(table, dataset: str, metrics: list[str], couplings: list[str]) -> bytes:
     """Metric vs training step per coupling on one data set: seed mean and 95% t interval (band),
     one column per metric, one row per objective."""
@@ -166,11 +176,32 @@ def curves_figure(table, dataset: str, metrics: list[str], couplings: list[str])
                 seeds = int(b["seeds"].max())
                 _band(ax, b, _COLOR.get(c, f"C{5 + k}"), f"{c.upper()} ({seeds} seed{'s' * (seeds > 1)})",
                       log=metric in LOG_METRICS)
-            ax.set(xlabel="training step", ylabel=metric, title=f"{dataset} / {obj}: {metric}")
-            if metric in LOG_METRICS:
-                ax.set_yscale("log")
-            ax.legend(fontsize=6)
+            _curve_axes(ax, metric, f"{dataset} / {obj}: {metric}")
     fig.suptitle("seed mean and 95% t interval over seeds", fontsize=8, y=0.995)
+    fig.tight_layout()
+    return _png(fig)
+
+
+def ablations_figure(curves, ablations: list[dict], metric_of: dict[str, str], describe) -> bytes:
+    """One panel per one-change ablation (`params.ablations`): the variant's and the reference's
+    curves on the same seeds (seed mean, 95% t interval), titled with the change."""
+    from .curves import band
+
+    n = len(ablations)
+    cols = min(3, n)
+    rows = -(-n // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(5 * cols, 3.8 * rows), squeeze=False)
+    for ax in axes.flat[n:]:
+        ax.remove()
+    for ax, ab in zip(axes.flat, ablations):
+        ds, metric = ab["dataset"], metric_of[ab["dataset"]]
+        t = curves[(curves.dataset == ds) & curves.seed.isin(ab["seeds"])]
+        pairs = ((ab["objective"], ab["coupling"], "C3"), (ab["ref_objective"], ab["ref_coupling"], "C0"))
+        for obj, cpl, color in pairs:
+            b = band(t[(t.objective == obj) & (t.coupling == cpl)], metric, ["coupling"])
+            _band(ax, b, color, f"{obj} / {cpl} ({len(ab['seeds'])} seeds)", log=metric in LOG_METRICS)
+        _curve_axes(ax, metric, f"{ds}: {describe(ab['change'])}", title_size=8)
+    fig.suptitle("one-change ablations: seed mean and 95% t interval over the same seeds", fontsize=8, y=0.995)
     fig.tight_layout()
     return _png(fig)
 

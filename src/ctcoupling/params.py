@@ -43,7 +43,7 @@ DEFAULTS = {
     "train": {"hflip": False, "ema_warmup": None, "ema_update_every": 1, "nonfinite_grad": "abort",
               "snapshot_every": None},
     "sample": {"ot_pairing": False},
-    "evaluate": {"fidelity": {"protocol": "standard"}, "curve": {"n": 1024}},
+    "evaluate": {"fidelity": {"protocol": "standard"}, "curve": {"n": 1024, "kid_subsets": 100}},
 }
 
 
@@ -308,17 +308,14 @@ def experiments(params: dict) -> list[Experiment]:
 
 def _applicable(config: dict, points: bool) -> tuple[dict, tuple[str, ...]]:
     """Drop the settings that do not apply to this cell (set by an override or a shared section), and
-    name them: coupling and objective keys of another kind, OT re-pairing outside OT runs, flips of
-    2-D points."""
+    name them: coupling and objective keys of another kind, flips of 2-D points. (`sample.ot_pairing`
+    applies to every coupling: VCT uses it on OT runs, and it changes IC's 2-step samples as much.)"""
     ignored = []
     for section, allowed in (("coupling", COUPLING_KEYS), ("objective", OBJECTIVE_KEYS)):
         spec = config[section] = dict(config[section])  # never the params' own section
         for k in [k for k in spec if k not in allowed[spec["kind"]]]:
             ignored.append(f"{section}.{k} (not a setting of {section} kind {spec['kind']})")
             del spec[k]
-    if config["sample"]["ot_pairing"] and config["coupling"]["kind"] != "ot":
-        ignored.append("sample.ot_pairing (re-pairs noise of OT runs only)")
-        config["sample"]["ot_pairing"] = False
     if config["train"]["hflip"] and points:
         ignored.append("train.hflip (2-D points are not images)")
         config["train"]["hflip"] = False
@@ -379,6 +376,46 @@ def sweeps(params: dict) -> dict[str, list[tuple[str, str]]]:
             found["kl"].setdefault(key, set()).add(kls[e.coupling])
     return {"mu": [k for k, v in found["mu"].items() if len(v) >= 3],
             "kl": [k for k, v in found["kl"].items() if len(v) >= 2]}
+
+
+def is_main(e: Experiment) -> bool:
+    """A run of the main names: objective and coupling named as their kinds (not a sweep's gc_mu1 or
+    an ablation's ict_s320), the runs the samples and curves figures show."""
+    return e.objective == e.config["objective"]["kind"] and e.coupling == e.config["coupling"]["kind"]
+
+
+def _flat(node: dict, prefix: str = "") -> dict:
+    """{'a.b': value} for every leaf of a nested dict."""
+    out = {}
+    for key, value in node.items():
+        if isinstance(value, dict) and value:
+            out |= _flat(value, f"{prefix}{key}.")
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def ablations(params: dict) -> list[dict]:
+    """One-change ablations of the grid: every run whose objective or coupling is a variant (a name
+    other than its kind: `ict_s320`, `ic_paired`) against the run of the main names (`ict`, `ic`) of
+    the same data set and seed, where the grid has both. The sweeps' couplings (mu, kl_scale) are
+    left to their own sections. Each: dataset, objective, coupling, ref_objective, ref_coupling,
+    seeds (those both have) and change ({key: (variant's value, reference's value)} of the
+    resolved settings that differ)."""
+    runs = {(e.dataset, e.objective, e.coupling, e.seed): e for e in experiments(params)}
+    swept = set(mu_values(params["couplings"])) | set(kl_values(params["couplings"]))
+    groups: dict[tuple, dict] = {}
+    for (ds, obj, cpl, seed), e in runs.items():
+        ref_obj, ref_cpl = e.config["objective"]["kind"], e.config["coupling"]["kind"]
+        variant_of_sweep = cpl != ref_cpl and cpl in swept
+        if (obj, cpl) == (ref_obj, ref_cpl) or variant_of_sweep or (ds, ref_obj, ref_cpl, seed) not in runs:
+            continue
+        a, b = _flat(e.config), _flat(runs[(ds, ref_obj, ref_cpl, seed)].config)
+        change = {k: (a.get(k), b.get(k)) for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)}
+        g = groups.setdefault((ds, obj, cpl), {"dataset": ds, "objective": obj, "coupling": cpl, "ref_objective":
+                                               ref_obj, "ref_coupling": ref_cpl, "seeds": [], "change": change})
+        g["seeds"].append(seed)
+    return list(groups.values())
 
 
 def dataset_names(params: dict) -> list[str]:

@@ -79,6 +79,7 @@ def report_outs(params: dict) -> list[str]:
     figures += [f"curves_{ds}.png" for ds in P.dataset_names(params) if ds in used]
     found = P.sweeps(params)
     figures += ["gc_mu_sweep.png"] * bool(found["mu"]) + ["vc_kl_scale.png"] * bool(found["kl"])
+    figures += ["ablations.png"] * bool(P.ablations(params))
     return [f"{ANALYSIS_DIR}/{n}" for n in REPORT_OUTS + ("curves.csv", "claims.md") + tuple(figures)]
 
 

@@ -95,26 +95,18 @@ def metrics_json(summary: pd.DataFrame) -> dict:
 
 
 def samples_figure(params: dict, points: dict[str, np.ndarray], refs: dict[str, np.ndarray]) -> bytes:
-    """One panel per (2-D data set, objective, main coupling): held-out data in grey, the lowest seed's
-    samples on top, at most 5 panels a row and only the panels that exist. The sweeps' couplings
-    (gc_mu1, vc_kl30, ...) have figures of their own."""
+    """One panel per (2-D data set, objective, coupling) of the main names: held-out data in grey, the
+    lowest seed's samples on top, at most 5 panels a row (evenly filled) and only the panels
+    that exist. The sweeps'
+    and the ablations' runs (gc_mu1, vc_kl30, ict_s320, ...) have figures of their own."""
     from .evidence import MAIN
-    from .params import experiments, is_2d
+    from .params import is_2d
 
-    first = {}
-    names = {e.coupling for e in experiments(params)}
-    shown = set(MAIN) & names or names
-    for e in experiments(params):
-        if is_2d(params, e.dataset) and e.coupling in shown:
-            key = (e.dataset, e.objective, e.coupling)
-            if key not in first or e.seed < first[key].seed:
-                first[key] = e
+    first = _lowest_seed(params, lambda e: is_2d(params, e.dataset))
     if not first:
         return _empty_png("no 2-D data set in this grid")
-    order = {c: i for i, c in enumerate(MAIN)}
-    panels = sorted(first, key=lambda k: (k[0], k[1], order.get(k[2], len(order)), k[2]))  # only real panels
-    cols = min(5, len(panels))
-    n_rows = -(-len(panels) // cols)
+    panels = sorted(first, key=lambda k: (k[0], k[1], _rank(k[2], MAIN)))  # only real panels
+    n_rows, cols = _layout(len(panels), 5)
     k = params["report"]["figure_points"]
     fig = plt.figure(figsize=(3 * cols, 3 * n_rows))
     for i, (ds, obj, cpl) in enumerate(panels):
@@ -129,20 +121,47 @@ def samples_figure(params: dict, points: dict[str, np.ndarray], refs: dict[str, 
     return _png(fig)
 
 
+def _layout(n: int, most: int) -> tuple[int, int]:
+    """(rows, columns) for n panels, at most `most` a row, the rows as evenly filled as they can be."""
+    rows = -(-n // most)
+    return rows, -(-n // rows)
+
+
+def _rank(coupling: str, order) -> tuple:
+    """Sort key: the couplings in `order` first, in that order, then the others by name."""
+    return (order.index(coupling) if coupling in order else len(order), coupling)
+
+
+def _lowest_seed(params: dict, keep) -> dict:
+    """(dataset, objective, coupling) -> its lowest-seed run, over the runs of the main names that
+    `keep` accepts; all runs where the grid has none of the main names."""
+    from .params import experiments, is_main
+
+    runs = [e for e in experiments(params) if keep(e)]
+    first = {}
+    for e in [e for e in runs if is_main(e)] or runs:
+        key = (e.dataset, e.objective, e.coupling)
+        if key not in first or e.seed < first[key].seed:
+            first[key] = e
+    return first
+
+
 def image_grids_figure(params: dict, dataset: str, points: dict[str, np.ndarray], ref: np.ndarray) -> bytes:
-    """Held-out images next to the lowest seed's samples of every (objective, coupling) on one image set."""
-    from .params import experiments
+    """Held-out images next to the lowest seed's samples of each (objective, coupling) of the main names on
+    one image set, at most 6 panels a row."""
+    from .evidence import MAIN
     from .sampling import image_grid
 
-    first = {}
-    for e in experiments(params):
-        if e.dataset == dataset and ((e.objective, e.coupling) not in first or e.seed < first[(e.objective, e.coupling)].seed):
-            first[(e.objective, e.coupling)] = e
+    first = _lowest_seed(params, lambda e: e.dataset == dataset)
     k = min(64, params["report"]["figure_points"])
     panels = [("held-out data", ref[:k])] + [
-        (f"{obj} / {cpl} (seed {e.seed})", points[e.name][:k]) for (obj, cpl), e in sorted(first.items())]
-    fig, axes = plt.subplots(1, len(panels), figsize=(3 * len(panels), 3.3), squeeze=False)
-    for ax, (title, imgs) in zip(axes[0], panels):
+        (f"{obj} / {cpl} (seed {e.seed})", points[e.name][:k])
+        for (_, obj, cpl), e in sorted(first.items(), key=lambda kv: (kv[0][1], _rank(kv[0][2], MAIN)))]
+    n_rows, cols = _layout(len(panels), 6)
+    fig, axes = plt.subplots(n_rows, cols, figsize=(3 * cols, 3.6 * n_rows), squeeze=False)
+    for ax in axes.flat[len(panels):]:
+        ax.remove()
+    for ax, (title, imgs) in zip(axes.flat, panels):
         grid = image_grid(imgs)
         ax.imshow(grid.squeeze(-1) if grid.shape[-1] == 1 else grid, cmap="gray", vmin=0, vmax=255,
                   interpolation="nearest")

@@ -278,7 +278,7 @@ def curve(params: dict, name: str, source: str, device: str = "cpu") -> None:
         if scored_by_classifier:
             row |= fidelity.compute(data.to_uint8(x), reference, EXTRACTOR, classifier_file(exp.dataset),
                                     fidelity.cache_dir(), f"{exp.dataset}-{fid_spec['reference']}", ["fid", "kid"],
-                                    fid_spec["batch"], device)
+                                    fid_spec["batch"], device, kid_subsets=exp.config["evaluate"]["curve"]["kid_subsets"])
         else:
             row |= _point_metrics(params, exp.dataset, x, ref, n)
         rows.append(row)
@@ -394,14 +394,21 @@ def _curves_table(params: dict):
     return table[keys + [c for c in table.columns if c not in keys]]
 
 
-def _curves_figure(curves, dataset: str) -> bytes:
-    """One data set's curves: the main couplings (the sweeps have figures of their own)."""
+def _curves_figure(params: dict, curves, dataset: str) -> bytes:
+    """One data set's curves: the main objectives and couplings, those named as their kind (the sweeps
+    and the ablations have figures of their own)."""
     from . import evidence, figures
 
     t = curves[curves.dataset == dataset]
-    metrics = [m for m in ("fid", "kid", "w2", "energy", "between_modes") if m in t and t[m].notna().any()]
+    objectives = list(dict.fromkeys(t.objective))
+    t = t[t.objective.isin([o for o in objectives if params["objectives"][o]["kind"] == o] or objectives)]
     main = [c for c in evidence.MAIN if c in set(t.coupling)] or sorted(set(t.coupling))
-    return figures.curves_figure(t, dataset, metrics[:3], main)
+    return figures.curves_figure(t, dataset, curve_metrics(t)[:3], main)
+
+
+def curve_metrics(t) -> list[str]:
+    """The curve table's metrics that hold values, in the order the figures show them."""
+    return [m for m in ("fid", "kid", "w2", "energy", "between_modes") if m in t and t[m].notna().any()]
 
 
 def report(params: dict, source: str) -> None:
@@ -433,12 +440,16 @@ def report(params: dict, source: str) -> None:
     curves = _curves_table(params)
     artifacts.write_text(out / "curves.csv", curves.to_csv(index=False, lineterminator="\n"))
     artifacts.write_text(out / "claims.md", evidence.claims_markdown(table, curves, params["couplings"],
-                                                                     theory_records, source))
+                                                                     theory_records, source, P.ablations(params)))
     runs = figure_runs(params)
     for path in report_outs(params):
         name = Path(path).stem
         if name.startswith("curves_"):
-            artifacts.write_bytes(path, _curves_figure(curves, name[len("curves_"):]))
+            artifacts.write_bytes(path, _curves_figure(params, curves, name[len("curves_"):]))
+        elif name == "ablations":
+            artifacts.write_bytes(path, figures.ablations_figure(
+                curves, P.ablations(params), {ds: evidence.primary(table, ds) for ds in set(table.dataset)},
+                evidence.describe_change))
         elif name == "gc_mu_sweep":
             (ds, obj), = P.sweeps(params)["mu"][:1]
             sweep = evidence.mu_sweep_table(curves, params["couplings"])
