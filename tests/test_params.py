@@ -200,3 +200,12 @@ def test_ablations_pair_each_variant_with_the_main_names_and_name_the_change():
     assert s320["change"] == {"objective.s1": (320, 1280)} and s320["seeds"] == [0, 1, 2]
     assert found[("ict", "ot_paired")]["change"] == {"sample.ot_pairing": (True, False)}
     assert not any(c in ("gc_mu1", "vc_kl30") for _, c in found)  # the sweeps have sections of their own
+
+
+def test_a_sweep_run_that_differs_in_more_than_the_swept_value_is_flagged():
+    params = P.load("params/default.yaml")
+    assert P.confounds(params) == []  # every kl_scale and mu run differs from vc / gc in that value only
+    params["overrides"]["vc_clip"]["match"]["coupling"] = ["vc", "vcgc"]  # the clip no longer reaches vc_kl30
+    (flagged,) = [c for c in P.confounds(params) if c["coupling"] == "vc_kl30"]
+    assert flagged["ref_coupling"] == "vc" and flagged["change"] == {"coupling.kl_scale": (30, 3),
+                                                                     "train.grad_clip": (None, 200.0)}

@@ -320,8 +320,19 @@ def theory_sections(records: list[dict]) -> str:
                    + markdown_table(rt))
 
 
+def confounds_markdown(confounds: list[dict]) -> str:
+    """A warning per sweep coupling that differs from its main coupling in more than the swept key."""
+    if not confounds:
+        return ""
+    lines = [f"- {c['dataset']} / {c['objective']} / {c['coupling']} against {c['ref_coupling']}: "
+             + describe_change({k: v for k, v in c["change"].items() if k != c["swept"]}) for c in confounds]
+    return ("**Confounded sweep runs**: these differ from the main coupling in more than the swept value, so "
+            "their rows measure two changes at once (extend the override's `match` to them):\n\n"
+            + "\n".join(lines) + "\n\n")
+
+
 def claims_markdown(results: pd.DataFrame, curves: pd.DataFrame, couplings: dict, theory: list[dict],
-                    source: str, ablations: list[dict] = ()) -> str:
+                    source: str, ablations: list[dict] = (), confounds: list[dict] = ()) -> str:
     """analysis/claims.md: every claim over seeds, the sweeps' decisions, then the theory."""
     text = (f"# Paper claims, measured ({source})\n\n"
             "Each claim compares per-seed values of the final checkpoint (seed-paired runs share their "
@@ -337,6 +348,7 @@ def claims_markdown(results: pd.DataFrame, curves: pd.DataFrame, couplings: dict
                 ("GC's mu sweep (GC paper Fig. 5)", mu_claims(curves, results, couplings))]
     for title, rows in sections:
         text += f"## {title}\n\n" + markdown_table(rows) + "\n"
+    text += confounds_markdown(list(confounds))
     if ablations:
         text += ("## One-change ablations (the measurements behind the diagnoses)\n\n"
                  "Each variant differs from its reference runs (same data set and seeds) in the settings named; "

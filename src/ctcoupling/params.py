@@ -395,27 +395,39 @@ def _flat(node: dict, prefix: str = "") -> dict:
     return out
 
 
-def ablations(params: dict) -> list[dict]:
-    """One-change ablations of the grid: every run whose objective or coupling is a variant (a name
-    other than its kind: `ict_s320`, `ic_paired`) against the run of the main names (`ict`, `ic`) of
-    the same data set and seed, where the grid has both. The sweeps' couplings (mu, kl_scale) are
-    left to their own sections. Each: dataset, objective, coupling, ref_objective, ref_coupling,
-    seeds (those both have) and change ({key: (variant's value, reference's value)} of the
-    resolved settings that differ)."""
+def variants(params: dict) -> list[dict]:
+    """Every variant cell of the grid, a run whose objective or coupling has a name other than its kind
+    (`ict_s320`, `ic_paired`, `gc_mu1`), against the run of the main names (`ict`, `ic`, `gc`) of the
+    same data set and seed, where the grid has both. Each: dataset, objective, coupling, ref_objective,
+    ref_coupling, seeds (those both have), change ({key: (variant's value, reference's value)} of the
+    resolved settings that differ) and swept: the key a sweep varies (`coupling.mu`, `coupling.kl_scale`)
+    for a sweep's coupling, else None."""
     runs = {(e.dataset, e.objective, e.coupling, e.seed): e for e in experiments(params)}
-    swept = set(mu_values(params["couplings"])) | set(kl_values(params["couplings"]))
+    swept = {n: "coupling.mu" for n in mu_values(params["couplings"])}
+    swept |= {n: "coupling.kl_scale" for n in kl_values(params["couplings"])}
     groups: dict[tuple, dict] = {}
     for (ds, obj, cpl, seed), e in runs.items():
         ref_obj, ref_cpl = e.config["objective"]["kind"], e.config["coupling"]["kind"]
-        variant_of_sweep = cpl != ref_cpl and cpl in swept
-        if (obj, cpl) == (ref_obj, ref_cpl) or variant_of_sweep or (ds, ref_obj, ref_cpl, seed) not in runs:
+        if (obj, cpl) == (ref_obj, ref_cpl) or (ds, ref_obj, ref_cpl, seed) not in runs:
             continue
         a, b = _flat(e.config), _flat(runs[(ds, ref_obj, ref_cpl, seed)].config)
         change = {k: (a.get(k), b.get(k)) for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)}
         g = groups.setdefault((ds, obj, cpl), {"dataset": ds, "objective": obj, "coupling": cpl, "ref_objective":
-                                               ref_obj, "ref_coupling": ref_cpl, "seeds": [], "change": change})
+                                               ref_obj, "ref_coupling": ref_cpl, "seeds": [], "change": change,
+                                               "swept": swept.get(cpl) if cpl != ref_cpl else None})
         g["seeds"].append(seed)
     return list(groups.values())
+
+
+def ablations(params: dict) -> list[dict]:
+    """The one-change ablations: the variants that are not a sweep's (those have sections of their own)."""
+    return [v for v in variants(params) if not v["swept"]]
+
+
+def confounds(params: dict) -> list[dict]:
+    """The sweeps' couplings that differ from their main coupling in more than the swept key (say, an
+    override that matches `vc` by name and not `vc_kl30`): their sweep then measures two changes."""
+    return [v for v in variants(params) if v["swept"] and set(v["change"]) - {v["swept"]}]
 
 
 def dataset_names(params: dict) -> list[str]:

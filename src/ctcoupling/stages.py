@@ -440,7 +440,8 @@ def report(params: dict, source: str) -> None:
     curves = _curves_table(params)
     artifacts.write_text(out / "curves.csv", curves.to_csv(index=False, lineterminator="\n"))
     artifacts.write_text(out / "claims.md", evidence.claims_markdown(table, curves, params["couplings"],
-                                                                     theory_records, source, P.ablations(params)))
+                                                                     theory_records, source, P.ablations(params),
+                                                                     P.confounds(params)))
     runs = figure_runs(params)
     for path in report_outs(params):
         name = Path(path).stem
