@@ -105,3 +105,29 @@ def test_ablations_figure_draws_one_panel_per_ablation():
                                    evidence.describe_change)
     height, width, _ = image.imread(io.BytesIO(png)).shape
     assert width > 1.8 * height  # two panels side by side, the unused third removed
+
+
+def _theory_record(scale_gc: float, rng) -> dict:
+    ts = [0.1, 1.0, 10.0, 80.0]
+    disc = []
+    for c, f in (("IC", 1.0), ("OT", 0.7), ("GC", scale_gc)):
+        for t in ts:
+            disc.append({"coupling": c, "t": t, "estimator": f * (1 + 0.05 * rng.standard_normal()) / (1 + t) ** (c != "IC"),
+                         "exact": None})
+    trans = [{"coupling": "IC", "t": 0.0, "cost": 2.0}, {"coupling": "OT", "t": 0.0, "cost": 1.3}]
+    trans += [{"coupling": "GC", "t": t, "cost": 1.1 + 0.01 * t} for t in ts]
+    return {"tables": {"discrepancy": disc, "transport": trans}}
+
+
+def test_theory_claims_over_seeds_test_each_seed_number_against_zero():
+    rng = np.random.default_rng(1)
+    recs = {"d": [_theory_record(0.5, rng) for _ in range(3)]}
+    rows = {r["metric"]: r for r in evidence.theory_seed_claims(recs)}
+    gc_ot = rows["log R~_GC / R~_OT (mean over t)"]
+    per_seed = [evidence._theory_numbers(r)["log R~_GC / R~_OT (mean over t)"][0] for r in recs["d"]]
+    want = S.ttest_1samp(per_seed, 0.0)
+    assert gc_ot["verdict"] == "holds" and float(gc_ot["p"]) == pytest.approx(want.pvalue, rel=1e-2)
+    # GC's c(t) is 1.1-1.9 against c(0) = 2: below it; against c_OT = 1.3 it is above from t = 10 on
+    assert rows["log c_GC(t) / c(0) (mean over t)"]["verdict"] == "holds"
+    assert rows["Spearman rho(t, relative gap R~_IC vs R~_GC)"]["seeds"] == "3"
+    assert float(rows["log R~_OT / R~_IC (mean over t)"]["a"].split()[0]) < 0

@@ -209,3 +209,16 @@ def test_a_sweep_run_that_differs_in_more_than_the_swept_value_is_flagged():
     (flagged,) = [c for c in P.confounds(params) if c["coupling"] == "vc_kl30"]
     assert flagged["ref_coupling"] == "vc" and flagged["change"] == {"coupling.kl_scale": (30, 3),
                                                                      "train.grad_clip": (None, 200.0)}
+
+
+def test_theory_seeds_need_their_runs_and_the_cli_seed_must_be_one_of_them(tmp_path):
+    params = load("smoke.yaml")
+    params["theory"]["seeds"] = [0, 1]  # the smoke grid has two_gaussians runs of seed 0 only
+    with pytest.raises(UserError, match="no IC run of objective 'ict' and seed 1"):
+        P.validate(params, "p.yaml")
+    params["theory"]["seeds"] = [0]
+    f = tmp_path / "p.yaml"
+    f.write_text(yaml.safe_dump(params))
+    p = ctc("theory", "--params", f, "--dataset", "two_gaussians", "--seed", "3", cwd=tmp_path, check=False)
+    assert p.returncode == 2 and "Traceback" not in p.stderr
+    assert "--seed 3 is not in theory.seeds ([0])" in p.stderr and not (tmp_path / "runs").exists()

@@ -288,12 +288,112 @@ def markdown_table(rows: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def theory_sections(records: list[dict]) -> str:
+def _mean_log_ratio(a: dict, b: dict) -> float:
+    """Mean over the times where both are positive of log(a_t / b_t): below 0 when a is below b."""
+    ts = [t for t in a if t in b and a[t] and b[t] and a[t] > 0 and b[t] > 0]
+    return float(np.mean([math.log(a[t] / b[t]) for t in ts])) if ts else math.nan
+
+
+def _theory_numbers(record: dict) -> dict[str, tuple[float, bool]]:
+    """One seed's number per theory claim and whether lower is the claim: mean log ratios over the
+    times (R~ from the estimator; VC against IC exact; GC's c(t) against c(0) and c_OT) and Spearman's
+    rho of the gaps against t."""
+    disc, trans = record["tables"]["discrepancy"], record["tables"]["transport"]
+    est = {c: {d["t"]: d["estimator"] for d in disc if d["coupling"] == c} for c in ("IC", "OT", "GC")}
+    exact = {c: {d["t"]: d["exact"] for d in disc if d["coupling"] == c} for c in ("IC", "VC")}
+    out = {}
+    if est["GC"] and est["OT"]:
+        out["log R~_GC / R~_OT (mean over t)"] = (_mean_log_ratio(est["GC"], est["OT"]), True)
+    if est["OT"] and est["IC"]:
+        out["log R~_OT / R~_IC (mean over t)"] = (_mean_log_ratio(est["OT"], est["IC"]), True)
+    if est["GC"] and est["IC"]:
+        ts = sorted(t for t in est["IC"] if t in est["GC"])
+        gaps = {"absolute": [est["IC"][t] - est["GC"][t] for t in ts],
+                "relative": [1 - est["GC"][t] / est["IC"][t] if est["IC"][t] > 0 else 0.0 for t in ts]}
+        for kind, gap in gaps.items():
+            rho = stats.trend(ts, gap)["rho"] if len(ts) > 2 and np.ptp(gap) > 0 else math.nan
+            out[f"Spearman rho(t, {kind} gap R~_IC vs R~_GC)"] = (rho, False)
+    if exact["VC"] and exact["IC"]:
+        out["log R~_VC / R~_IC exact (mean over t)"] = (_mean_log_ratio(exact["VC"], exact["IC"]), True)
+    cost = {r["coupling"]: r["cost"] for r in trans if r["t"] == 0.0}
+    curve = {r["t"]: r["cost"] for r in trans if r["coupling"] == "GC"}
+    if curve and "IC" in cost:
+        out["log c_GC(t) / c(0) (mean over t)"] = (_mean_log_ratio(curve, dict.fromkeys(curve, cost["IC"])), True)
+    if curve and "OT" in cost:
+        out["log c_GC(t) / c_OT (mean over t)"] = (_mean_log_ratio(curve, dict.fromkeys(curve, cost["OT"])), True)
+    return out
+
+
+THEORY_CLAIMS = {  # the number of _theory_numbers -> the paper's claim it decides
+    "log R~_GC / R~_OT (mean over t)": "R~_GC < R~_OT (GC paper Fig. 2)",
+    "log R~_OT / R~_IC (mean over t)": "R~_OT < R~_IC (GC paper Fig. 2)",
+    "Spearman rho(t, absolute gap R~_IC vs R~_GC)": "the absolute gap R~_IC - R~_GC grows with t",
+    "Spearman rho(t, relative gap R~_IC vs R~_GC)": "the relative gap 1 - R~_GC / R~_IC grows with t",
+    "log R~_VC / R~_IC exact (mean over t)": "R~_VC < R~_IC (VCT's motivation)",
+    "log c_GC(t) / c(0) (mean over t)": "GC's c(t) below c(0) (Lemma 1)",
+    "log c_GC(t) / c_OT (mean over t)": "GC's c(t) below the batch-OT cost",
+}
+
+
+def _theory_diagnosis(key: str, recs: list[dict]) -> str:
+    """Seed means of what bears on a theory claim that does not hold: for the absolute gap, how R~_IC
+    itself moves with t; for GC against batch-OT, how much of the independent cost batch-OT removes."""
+    def mean_of(f):
+        v = [f(r) for r in recs]
+        v = [x for x in v if x is not None and np.isfinite(x)]
+        return float(np.mean(v)) if v else math.nan
+
+    disc = lambda r, c: {d["t"]: d["estimator"] for d in r["tables"]["discrepancy"] if d["coupling"] == c}  # noqa: E731
+    cost = lambda r: {x["coupling"]: x["cost"] for x in r["tables"]["transport"] if x["t"] == 0.0}  # noqa: E731
+    if key.startswith("Spearman rho(t, absolute"):
+        rho = mean_of(lambda r: stats.trend(sorted(disc(r, "IC")), [disc(r, "IC")[t] for t in sorted(disc(r, "IC"))])["rho"])
+        return (f"R~_IC itself falls with t (Spearman rho(t, R~_IC) = {rho:.2f}, seed mean): both R~ vanish at large t, "
+                "so the absolute gap shrinks while the relative one grows")
+    if "OT" in key:
+        ratio = mean_of(lambda r: cost(r)["OT"] / cost(r)["IC"] if {"OT", "IC"} <= set(cost(r)) else None)
+        return (f"batch-OT's pairs cost {ratio:.2f} of the independent ones (c_OT / c(0), seed mean): the closer "
+                "the minibatch plan is to the exact OT plan, the lower R~_OT and c_OT")
+    return ""
+
+
+def theory_seed_claims(records: dict[str, list[dict]]) -> list[dict]:
+    """The theory claims over seeds: per data set, one number per seed's record (`_theory_numbers`),
+    its seed mean with a 95% t interval, and a one-sample t-test against 0 (no difference, no trend);
+    a claim that does not hold gets `_theory_diagnosis`."""
+    out = []
+    for ds, recs in records.items():
+        per_seed = [_theory_numbers(r) for r in recs]
+        for key, claim in THEORY_CLAIMS.items():
+            v = np.array([p[key][0] for p in per_seed if key in p], dtype=float)
+            v = v[np.isfinite(v)]
+            if len(v) < 2:
+                continue
+            lower = per_seed[0][key][1]
+            m, lo, hi = stats.mean_ci(v)
+            r = stats.paired_t(v, np.zeros_like(v)) if np.ptp(v) > 0 else {"p": 0.0 if m else 1.0}
+            verdict = stats.verdict(m, r["p"], lower_is_better=lower)
+            out.append({"data set": ds, "claim": claim, "metric": key, "seeds": str(len(v)),
+                        "a": f"{m:.3g} [{_fmt(lo)}, {_fmt(hi)}]", "b": "0",
+                        "per seed": ", ".join(f"{x:.3g}" for x in v), "test": "one-sample t against 0, two-sided",
+                        "p": f"{r['p']:.3g}", "verdict": verdict,
+                        "diagnosis": "" if verdict == "holds" else (
+                            _theory_diagnosis(key, recs)
+                            or f"{int(((v < 0) if lower else (v > 0)).sum())} of {len(v)} seeds on the claim's side of 0")})
+    return out
+
+
+def theory_sections(records: list[dict], seeds: dict[str, list[dict]] | None = None) -> str:
     """The GC paper's theory claims as the theory stage measured them (one seed, `theory.seed`), the
     denoiser estimator's error against the exact R~_t, and R(theta) per consistency model."""
     rows = [{"data set": c["dataset"], "claim": c["claim"], "holds here": "yes" if c["holds"] else "no",
              "evidence": c["evidence"]} for r in records for c in r["claims"]]
-    text = ("## Theory (GC paper, METHODS 6), on the runs of `theory.seed`\n\n"
+    over = theory_seed_claims(seeds) if seeds else []
+    text = ("## Theory claims over seeds (GC paper, METHODS 6)\n\nThe theory stage on the runs of each seed of "
+            "`theory.seeds`; per seed one number per claim: the mean over the measured times of the log ratio "
+            "(below 0: the first is below the second), or Spearman's rho of the gap against t (above 0: it "
+            "grows). The seed mean [95% t interval] is tested against 0 with a one-sample t-test.\n\n"
+            + markdown_table(over) + "\n") if over else ""
+    text += ("## Theory (GC paper, METHODS 6), on the runs of `theory.seed`\n\n"
             "From `ctcoupling theory` on each data set's trained runs. R~_t = E||xdot_t - v_t(x_t)||^2; IC and VC "
             "are exact on the finite training set, every coupling is also estimated with the GC paper's denoiser "
             "estimator (the only route for batch-OT and GC). These are Monte Carlo measurements of one trained "
@@ -332,7 +432,8 @@ def confounds_markdown(confounds: list[dict]) -> str:
 
 
 def claims_markdown(results: pd.DataFrame, curves: pd.DataFrame, couplings: dict, theory: list[dict],
-                    source: str, ablations: list[dict] = (), confounds: list[dict] = ()) -> str:
+                    source: str, ablations: list[dict] = (), confounds: list[dict] = (),
+                    theory_seeds: dict[str, list[dict]] | None = None) -> str:
     """analysis/claims.md: every claim over seeds, the sweeps' decisions, then the theory."""
     text = (f"# Paper claims, measured ({source})\n\n"
             "Each claim compares per-seed values of the final checkpoint (seed-paired runs share their "
@@ -370,4 +471,4 @@ def claims_markdown(results: pd.DataFrame, curves: pd.DataFrame, couplings: dict
                      f"the main VC runs use kl_scale = {configured:g}: change `couplings.vc.kl_scale`")
             text += (f"\n{ds} / {obj}: the rule selects kl_scale = {chosen:g}; {agree}.\n\n" if chosen is not None
                      else f"\n{ds} / {obj}: no kl_scale separates the modes.\n\n")
-    return text + (theory_sections(theory) if theory else "")
+    return text + (theory_sections(theory, theory_seeds) if theory else "")

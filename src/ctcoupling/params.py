@@ -220,10 +220,11 @@ def _check_theory(params: dict, theory: dict, source: str) -> None:
         if ds not in params["datasets"]:
             raise UserError(f"{source}: key 'theory.datasets': unknown dataset '{ds}' "
                             f"(defined under datasets: {', '.join(sorted(params['datasets']))})")
-        if "ic" not in theory_runs(params, ds):
-            raise UserError(f"{source}: key 'theory.datasets': '{ds}' has no IC run of objective "
-                            f"'{theory['objective']}' and seed {theory['seed']} in the grid (add one, or remove "
-                            "the data set from theory.datasets)")
+        for seed in theory_seeds(params):
+            if "ic" not in theory_runs(params, ds, seed):
+                raise UserError(f"{source}: key 'theory.datasets': '{ds}' has no IC run of objective "
+                                f"'{theory['objective']}' and seed {seed} (theory.seed or theory.seeds) in the grid "
+                                "(add one, or remove the seed or the data set)")
 
 
 def load(path: str | Path) -> dict:
@@ -339,12 +340,20 @@ def experiment(params: dict, name: str, source: str = "params") -> Experiment:
     raise UserError(f"{source}: no experiment '{name}' in the grid (have: {', '.join(names)})")
 
 
-def theory_runs(params: dict, dataset: str) -> dict[str, Experiment]:
+def theory_seeds(params: dict) -> list[int]:
+    """The seeds whose runs the theory claims are decided over: `theory.seed` first, then the others of
+    `theory.seeds`."""
+    th = params["theory"]
+    return [th["seed"]] + [s for s in th.get("seeds", []) if s != th["seed"]]
+
+
+def theory_runs(params: dict, dataset: str, seed: int | None = None) -> dict[str, Experiment]:
     """The runs the theory stage measures on a data set: of each coupling kind, the coupling named as
-    the kind (else the first) with the theory section's objective and seed, keyed by kind."""
+    the kind (else the first) with the theory section's objective and seed (or `seed`), keyed by kind."""
     th, out = params["theory"], {}
+    seed = th["seed"] if seed is None else seed
     for e in experiments(params):  # the coupling named as its kind first (not a sweep's gc_mu1)
-        if (e.dataset, e.objective, e.seed) == (dataset, th["objective"], th["seed"]):
+        if (e.dataset, e.objective, e.seed) == (dataset, th["objective"], seed):
             kind = e.config["coupling"]["kind"]
             if kind not in out or (e.coupling == kind and out[kind].coupling != kind):
                 out[kind] = e

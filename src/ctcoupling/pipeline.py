@@ -135,14 +135,24 @@ def theory_outs(params: dict, ds: str) -> list[str]:
     return theory_files(ds, P.is_2d(params, ds))
 
 
-def theory_inputs(params: dict, ds: str) -> list[str]:
+def theory_seed_file(ds: str, seed) -> str:
+    """The record of the theory measured on the runs of a seed other than `theory.seed`."""
+    return f"runs/theory/{ds}-s{seed}.json"
+
+
+def theory_extra(params: dict) -> list[tuple[str, int]]:
+    """(data set, seed) of the theory stages beyond `theory.seed`'s (the claims over seeds)."""
+    return [(ds, s) for ds in theory_datasets(params) for s in P.theory_seeds(params)[1:]]
+
+
+def theory_inputs(params: dict, ds: str, seed: int | None = None) -> list[str]:
     """What the theory stage reads: the data set and the checkpoints of the runs it measures."""
-    runs = P.theory_runs(params, ds)
+    runs = P.theory_runs(params, ds, seed)
     return [data_npz(ds)] + [run_file(runs[k].name, "model.pt") for k in sorted(runs)]
 
 
-def theory_deps(params: dict, ds: str) -> list[str]:
-    return theory_inputs(params, ds) + code_deps("theory")
+def theory_deps(params: dict, ds: str, seed: int | None = None) -> list[str]:
+    return theory_inputs(params, ds, seed) + code_deps("theory")
 
 
 def report_deps(params: dict) -> list[str]:
@@ -150,7 +160,8 @@ def report_deps(params: dict) -> list[str]:
     models = sorted({run_file(e.name, "model.pt") for runs in figure_runs(params).values() for e in runs.values()})
     return ([run_file(e.name, "eval.json") for e in exps] + [data_npz(ds) for ds in P.dataset_names(params)] +
             [run_file(e.name, "samples.npz") for e in exps] + [run_file(e.name, "curve.csv") for e in exps] + models +
-            [theory_outs(params, ds)[0] for ds in theory_datasets(params)] + code_deps("report"))
+            [theory_outs(params, ds)[0] for ds in theory_datasets(params)] +
+            [theory_seed_file(ds, s) for ds, s in theory_extra(params)] + code_deps("report"))
 
 
 SRC = "src/ctcoupling"
@@ -223,6 +234,10 @@ def stages(params: dict, params_path: str) -> list[Stage]:
     for ds in theory_datasets(params):
         out.append(Stage(f"theory-{ds}", f"{CMD} theory --params {params_path} --dataset {ds}",
                          deps=theory_deps(params, ds), outs=[], uncached=theory_outs(params, ds),
+                         params=P.stage_param_keys(params, "theory", ds)))
+    for ds, s in theory_extra(params):
+        out.append(Stage(f"theory-{ds}-s{s}", f"{CMD} theory --params {params_path} --dataset {ds} --seed {s}",
+                         deps=theory_deps(params, ds, s), outs=[theory_seed_file(ds, s)],
                          params=P.stage_param_keys(params, "theory", ds)))
     out.append(Stage("audit", f"{CMD} audit --params {params_path}", deps=[REGISTRY] + evals + code_deps("audit"),
                      outs=[], uncached=[AUDIT_MD, AUDIT_CSV], params=P.stage_param_keys(params, "audit", "")))

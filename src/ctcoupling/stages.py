@@ -19,7 +19,8 @@ from . import params as P
 from .errors import UserError
 from .pipeline import (ANALYSIS_DIR, AUDIT_CSV, AUDIT_MD, THEORY_TABLES, checkpoint_inputs, classifier_datasets,
                        classifier_file, classifier_record, curve_inputs, data_manifest, data_npz, evaluate_inputs,
-                       figure_runs, report_outs, run_file, theory_datasets, theory_inputs, theory_outs)
+                       figure_runs, report_outs, run_file, theory_datasets, theory_inputs, theory_outs,
+                       theory_seed_file)
 
 
 def _say(msg: str) -> None:
@@ -315,8 +316,11 @@ def audit(params: dict, source: str, registry_path: str) -> None:
     _say(f"audit: {len(rows)} published rows; " + ", ".join(f"{v}: {c}" for v, c in counts.items() if c))
 
 
-def theory(params: dict, dataset: str, source: str, progress: bool = True) -> None:
-    """The GC paper's theory on one data set's trained runs: R~_t, transport costs, R(theta), Theorem 1."""
+def theory(params: dict, dataset: str, source: str, progress: bool = True, seed: int | None = None) -> None:
+    """The GC paper's theory on one data set's trained runs: R~_t, transport costs, R(theta), Theorem 1
+    (analysis/). With a `seed` of theory.seeds other than theory.seed: the same measurements on that
+    seed's runs, seeded by it, and only their record (runs/theory/DATASET-sSEED.json, no Theorem 1),
+    for the claims over seeds."""
     import torch
     from tqdm import tqdm
 
@@ -326,7 +330,12 @@ def theory(params: dict, dataset: str, source: str, progress: bool = True) -> No
         raise UserError(f"{source}: '{dataset}' is not listed under theory.datasets "
                         f"(have: {', '.join(theory_datasets(params)) or 'none'})")
     spec = params["theory"]
-    exps = P.theory_runs(params, dataset)
+    main = seed is None or seed == spec["seed"]
+    if not main:
+        if seed not in P.theory_seeds(params):
+            raise UserError(f"{source}: --seed {seed} is not in theory.seeds ({P.theory_seeds(params)})")
+        spec = spec | {"seed": seed}
+    exps = P.theory_runs(params, dataset, spec["seed"])
     runs = {}
     for kind, e in exps.items():
         ckpt = load_checkpoint(run_file(e.name, "model.pt"))
@@ -341,26 +350,29 @@ def theory(params: dict, dataset: str, source: str, progress: bool = True) -> No
         disc = measurements.discrepancy(x, runs, stats, spec, kernel, ot_batch, net, bar)
     trans = measurements.transport(x, runs, stats, spec, ot_batch)
     r_theta = measurements.r_theta(x, runs, stats, spec, kernel)
-    thm = measurements.theorem1(x, runs["ic"]["model"], spec, kernel) if P.is_2d(params, dataset) else []
+    thm = measurements.theorem1(x, runs["ic"]["model"], spec, kernel) if P.is_2d(params, dataset) and main else []
     claims = measurements.claims(dataset, disc, trans, thm)
+    r_values = {r["coupling"]: r["R_theta"] for r in r_theta}
+    record = {"dataset": dataset, "seed": spec["seed"], "runs": {k: e.name for k, e in exps.items()}, "kernel": kernel,
+              "claims": claims, "R_theta": r_values, "tables": {"discrepancy": disc, "transport": trans,
+                                                                "r_theta": r_theta, "theorem1": thm}}
+    provenance = artifacts.provenance("theory", {"theory": spec, "denoiser_network": net},
+                                      theory_inputs(params, dataset, spec["seed"]))
+    held = sum(c["holds"] for c in claims)
+    if not main:
+        artifacts.write_json(theory_seed_file(dataset, seed), record | {"provenance": provenance})
+        _say(f"theory {dataset} seed {seed}: {held}/{len(claims)} claims hold -> {theory_seed_file(dataset, seed)}")
+        return
     outs = dict(zip(["json", *THEORY_TABLES, "fig2", "fig3", "theorem1_csv", "theorem1_png"],
                     theory_outs(params, dataset)))
-    tables = {"discrepancy": disc, "transport": trans, "r_theta": r_theta}
-    for name, rows in tables.items():
-        artifacts.write_text(outs[name], _csv(rows))
+    for name in THEORY_TABLES:
+        artifacts.write_text(outs[name], _csv(record["tables"][name]))
     artifacts.write_bytes(outs["fig2"], figures.discrepancy_figure(disc, dataset))
     artifacts.write_bytes(outs["fig3"], figures.transport_figure(trans, dataset))
     if thm:
         artifacts.write_text(outs["theorem1_csv"], _csv(thm))
         artifacts.write_bytes(outs["theorem1_png"], figures.theorem1_figure(thm, dataset))
-    r_values = {r["coupling"]: r["R_theta"] for r in r_theta}
-    artifacts.write_json(outs["json"], {
-        "dataset": dataset, "runs": {k: e.name for k, e in exps.items()}, "kernel": kernel,
-        "claims": claims, "R_theta": r_values, "tables": tables | {"theorem1": thm},
-        "provenance": artifacts.provenance("theory", {"theory": spec, "denoiser_network": net},
-                                           theory_inputs(params, dataset)),
-    })
-    held = sum(c["holds"] for c in claims)
+    artifacts.write_json(outs["json"], record | {"provenance": provenance})
     _say(f"theory {dataset}: {held}/{len(claims)} claims hold; R(theta) {r_values}")
 
 
@@ -430,18 +442,22 @@ def report(params: dict, source: str) -> None:
     artifacts.write_text(out / "results.csv", table.to_csv(index=False, lineterminator="\n"))
     artifacts.write_text(out / "results.md", report_mod.markdown(table, summary, source))
     artifacts.write_json(out / "metrics.json", report_mod.metrics_json(summary))
-    theory_records = []
+    theory_records, theory_seeds = [], {}
     for ds in theory_datasets(params):
-        path = Path(theory_outs(params, ds)[0])
-        if not path.is_file():
-            raise UserError(f"{path}: no theory measurements for data set '{ds}'; run `ctcoupling theory "
-                            f"--params {source} --dataset {ds}` (or the pipeline) first")
-        theory_records.append(json.loads(path.read_text()))
+        for seed in P.theory_seeds(params):
+            main = seed == params["theory"]["seed"]
+            path = Path(theory_outs(params, ds)[0] if main else theory_seed_file(ds, seed))
+            if not path.is_file():
+                raise UserError(f"{path}: no theory measurements for data set '{ds}'; run `ctcoupling theory "
+                                f"--params {source} --dataset {ds}{'' if main else f' --seed {seed}'}` "
+                                "(or the pipeline) first")
+            theory_seeds.setdefault(ds, []).append(json.loads(path.read_text()))
+        theory_records.append(theory_seeds[ds][0])
     curves = _curves_table(params)
     artifacts.write_text(out / "curves.csv", curves.to_csv(index=False, lineterminator="\n"))
     artifacts.write_text(out / "claims.md", evidence.claims_markdown(table, curves, params["couplings"],
                                                                      theory_records, source, P.ablations(params),
-                                                                     P.confounds(params)))
+                                                                     P.confounds(params), theory_seeds))
     runs = figure_runs(params)
     for path in report_outs(params):
         name = Path(path).stem

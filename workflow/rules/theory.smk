@@ -24,3 +24,24 @@ rule theory:
 use rule theory as theory_2d with:
     output:
         theory_output(True),
+
+
+rule theory_seed:
+    """Theory measurements on the runs of another seed of theory.seeds: the record the claims over seeds
+    read (no figures, no Theorem 1)."""
+    input:
+        lambda w: L.theory_deps(PARAMS, w.dataset, int(w.seed)),
+    output:
+        L.theory_seed_file("{dataset}", "{seed,[0-9]+}"),
+    params:
+        cmd=CMD,
+        file=PARAMS_FILE,
+        theory=json.dumps(PARAMS.get("theory"), sort_keys=True),
+    log:
+        "logs/theory/{dataset}-s{seed}.log",
+    threads: THREADS
+    conda:
+        "../envs/ctcoupling.yaml"
+    shell:
+        "{params.cmd} theory --params {params.file} --dataset {wildcards.dataset} --seed {wildcards.seed} "
+        "--quiet 2> {log}"
