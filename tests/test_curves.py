@@ -131,3 +131,10 @@ def test_theory_claims_over_seeds_test_each_seed_number_against_zero():
     assert rows["log c_GC(t) / c(0) (mean over t)"]["verdict"] == "holds"
     assert rows["Spearman rho(t, relative gap R~_IC vs R~_GC)"]["seeds"] == "3"
     assert float(rows["log R~_OT / R~_IC (mean over t)"]["a"].split()[0]) < 0
+
+
+def test_a_claim_without_a_measured_diagnosis_gets_the_spread_against_the_effect():
+    a, b = np.array([1.0, 1.2, 0.8]), np.array([1.05, 1.25, 0.85])
+    row = evidence.claim_row("d", "X beats Y", "w2", a, b)
+    assert row["verdict"] == "not significant"
+    assert row["diagnosis"] == f"seed-to-seed sd {np.std(a, ddof=1):.3g} against an effect of -0.05 (4.0x)"

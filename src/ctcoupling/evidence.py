@@ -61,7 +61,14 @@ def claim_row(dataset: str, claim: str, metric: str, a: np.ndarray, b: np.ndarra
             "a": f"{ma:.3g} [{_fmt(la)}, {_fmt(ha)}]", "b": f"{mb:.3g} [{_fmt(lb)}, {_fmt(hb)}]",
             "effect a - b [95% CI]": f"{r['effect']:+.3g} [{r['low']:+.3g}, {r['high']:+.3g}]",
             "test": f"Welch t (df {r['df']:.1f}), two-sided", "p": f"{r['p']:.3g}", "verdict": r["verdict"],
-            "diagnosis": "" if r["verdict"] == "holds" else diagnosis}
+            "diagnosis": "" if r["verdict"] == "holds" else diagnosis or _spread(a, b, r["effect"])}
+
+
+def _spread(a: np.ndarray, b: np.ndarray, effect: float) -> str:
+    """The fallback diagnosis: the effect against the seed-to-seed spread."""
+    sd = max(np.std(a, ddof=1), np.std(b, ddof=1))
+    return (f"seed-to-seed sd {sd:.3g} against an effect of {effect:+.3g} ({sd / abs(effect):.1f}x)" if effect
+            else f"no difference; seed-to-seed sd {sd:.3g}")
 
 
 def convergence(curves: pd.DataFrame, dataset: str, objective: str, coupling: str, metric: str,
