@@ -214,20 +214,13 @@ def ablation_claims(results: pd.DataFrame, curves: pd.DataFrame, ablations: list
     for ab in ablations:
         ds, ref = ab["dataset"], (ab["ref_objective"], ab["ref_coupling"])
         metric = primary(results, ds)
-        seeds = sorted(ab["seeds"])
-
-        def pick(table, obj, cpl):
-            rows = runs_of(table, ds, obj, cpl)
-            return rows[rows.seed.isin(seeds)]
-
+        res, cur = results[results.seed.isin(ab["seeds"])], curves[curves.seed.isin(ab["seeds"])]
         what = f"{describe_change(ab['change'])} beats the reference ({ab['objective']}/{ab['coupling']} vs {ref[0]}/{ref[1]}"
-        diagnosis = "; ".join(convergence(curves[curves.seed.isin(seeds)], ds, o, c, metric, f"{o}/{c}")
-                              for o, c in ((ab["objective"], ab["coupling"]), ref))
-        va, vb = (pick(results, o, c).sort_values("seed")[metric].to_numpy(float)
-                  for o, c in ((ab["objective"], ab["coupling"]), ref))
+        pair = ((ab["objective"], ab["coupling"]), ref)
+        diagnosis = "; ".join(convergence(cur, ds, o, c, metric, f"{o}/{c}") for o, c in pair)
+        va, vb = (values(res, ds, o, c, metric) for o, c in pair)
         out.append(claim_row(ds, what + ", final)", metric, va, vb, diagnosis=diagnosis))
-        ba, bb = (pick(curves, o, c).groupby("seed")[metric].min().sort_index().to_numpy(float)
-                  for o, c in ((ab["objective"], ab["coupling"]), ref))
+        ba, bb = (best_values(cur, ds, o, c, metric) for o, c in pair)
         out.append(claim_row(ds, what + ", best snapshot)", metric, ba, bb, diagnosis=diagnosis))
     return out
 
@@ -301,13 +294,22 @@ def _mean_log_ratio(a: dict, b: dict) -> float:
     return float(np.mean([math.log(a[t] / b[t]) for t in ts])) if ts else math.nan
 
 
+def _by_t(record: dict, coupling: str, key: str = "estimator") -> dict:
+    """t -> one coupling's `key` in a theory record's discrepancy table."""
+    return {d["t"]: d[key] for d in record["tables"]["discrepancy"] if d["coupling"] == coupling}
+
+
+def _costs(record: dict) -> dict:
+    """Coupling -> its transport cost at t = 0 (IC's c(0), batch-OT's c_OT)."""
+    return {r["coupling"]: r["cost"] for r in record["tables"]["transport"] if r["t"] == 0.0}
+
+
 def _theory_numbers(record: dict) -> dict[str, tuple[float, bool]]:
     """One seed's number per theory claim and whether lower is the claim: mean log ratios over the
     times (R~ from the estimator; VC against IC exact; GC's c(t) against c(0) and c_OT) and Spearman's
     rho of the gaps against t."""
-    disc, trans = record["tables"]["discrepancy"], record["tables"]["transport"]
-    est = {c: {d["t"]: d["estimator"] for d in disc if d["coupling"] == c} for c in ("IC", "OT", "GC")}
-    exact = {c: {d["t"]: d["exact"] for d in disc if d["coupling"] == c} for c in ("IC", "VC")}
+    est = {c: _by_t(record, c) for c in ("IC", "OT", "GC")}
+    exact = {c: _by_t(record, c, "exact") for c in ("IC", "VC")}
     out = {}
     if est["GC"] and est["OT"]:
         out["log R~_GC / R~_OT (mean over t)"] = (_mean_log_ratio(est["GC"], est["OT"]), True)
@@ -322,8 +324,8 @@ def _theory_numbers(record: dict) -> dict[str, tuple[float, bool]]:
             out[f"Spearman rho(t, {kind} gap R~_IC vs R~_GC)"] = (rho, False)
     if exact["VC"] and exact["IC"]:
         out["log R~_VC / R~_IC exact (mean over t)"] = (_mean_log_ratio(exact["VC"], exact["IC"]), True)
-    cost = {r["coupling"]: r["cost"] for r in trans if r["t"] == 0.0}
-    curve = {r["t"]: r["cost"] for r in trans if r["coupling"] == "GC"}
+    cost = _costs(record)
+    curve = {r["t"]: r["cost"] for r in record["tables"]["transport"] if r["coupling"] == "GC"}
     if curve and "IC" in cost:
         out["log c_GC(t) / c(0) (mean over t)"] = (_mean_log_ratio(curve, dict.fromkeys(curve, cost["IC"])), True)
     if curve and "OT" in cost:
@@ -350,14 +352,12 @@ def _theory_diagnosis(key: str, recs: list[dict]) -> str:
         v = [x for x in v if x is not None and np.isfinite(x)]
         return float(np.mean(v)) if v else math.nan
 
-    disc = lambda r, c: {d["t"]: d["estimator"] for d in r["tables"]["discrepancy"] if d["coupling"] == c}  # noqa: E731
-    cost = lambda r: {x["coupling"]: x["cost"] for x in r["tables"]["transport"] if x["t"] == 0.0}  # noqa: E731
     if key.startswith("Spearman rho(t, absolute"):
-        rho = mean_of(lambda r: stats.trend(sorted(disc(r, "IC")), [disc(r, "IC")[t] for t in sorted(disc(r, "IC"))])["rho"])
+        rho = mean_of(lambda r: stats.trend(*zip(*sorted(_by_t(r, "IC").items())))["rho"])
         return (f"R~_IC itself falls with t (Spearman rho(t, R~_IC) = {rho:.2f}, seed mean): both R~ vanish at large t, "
                 "so the absolute gap shrinks while the relative one grows")
     if "OT" in key:
-        ratio = mean_of(lambda r: cost(r)["OT"] / cost(r)["IC"] if {"OT", "IC"} <= set(cost(r)) else None)
+        ratio = mean_of(lambda r: _costs(r)["OT"] / _costs(r)["IC"] if {"OT", "IC"} <= set(_costs(r)) else None)
         return (f"batch-OT's pairs cost {ratio:.2f} of the independent ones (c_OT / c(0), seed mean): the closer "
                 "the minibatch plan is to the exact OT plan, the lower R~_OT and c_OT")
     return ""
