@@ -34,8 +34,53 @@ def test_ot_matches_brute_force_on_small_batches():
     assert list(couplings.ot_permutation(x, z)) == list(best)
 
 
+def test_assignment_is_pots_emd_plan_with_ties():
+    """assignment.solve calls POT's network simplex without ot.emd's wrapper: the same permutation as
+    ot.emd's plan (read off by argmax), also where duplicated minibatch rows make the optimum
+    non-unique (the digits draw with replacement), and an optimum where scipy's may differ."""
+    import ot
+    from scipy.optimize import linear_sum_assignment
+
+    from ctcoupling import assignment
+
+    rng = np.random.default_rng(0)
+    for d in (2, 64):
+        x = rng.standard_normal((48, d))
+        x[24:] = x[:24]  # every row twice: ties
+        cost = couplings.ot_cost(torch.from_numpy(x), torch.from_numpy(rng.standard_normal((48, d)))).numpy()
+        ours = assignment.solve(cost)
+        assert np.array_equal(ours, ot.emd(np.full(48, 1 / 48), np.full(48, 1 / 48), cost).argmax(1))
+        rows, cols = linear_sum_assignment(cost)
+        assert cost[np.arange(48), ours].sum() == pytest.approx(cost[rows, cols].sum(), rel=1e-12)
+
+
+def test_solver_process_answers_in_order_and_its_death_falls_back_in_line():
+    from ctcoupling import assignment
+    from ctcoupling.objectives import Draws
+
+    rng = np.random.default_rng(1)
+    costs = [rng.random((40, 40)) for _ in range(3)]
+    solver = assignment.Solver(40)
+    solver.submit(costs[0])
+    solver.submit(costs[1])
+    with pytest.raises(ValueError, match="at most 2"):
+        solver.submit(costs[2])
+    assert [list(solver.result()), list(solver.result())] == [list(assignment.solve(c)) for c in costs[:2]]
+    solver.submit(costs[2][:30, :30])  # fewer points than the buffer holds
+    assert list(solver.result()) == list(assignment.solve(costs[2][:30, :30]))
+
+    ot_coupling = couplings.BatchOTCoupling()
+    x, eps = torch.randn(32, 2), torch.randn(32, 2)
+    ot_coupling.prepare(Draws(5, x, (), eps))
+    ot_coupling._solver._proc.kill()
+    ot_coupling._solver._proc.wait()
+    pair = ot_coupling(x, eps, None, ctx(step=5))  # the dead child: solved in line, the same permutation
+    torch.testing.assert_close(pair.z, eps[torch.from_numpy(couplings.ot_permutation(x, eps))], rtol=0, atol=0)
+    assert not ot_coupling.prefetch
+
+
 def test_ot_coupling_reports_its_cost_reduction():
-    pair = couplings.BatchOTCoupling()(torch.randn(64, 2), None, BatchRNG(0), ctx())
+    pair = couplings.BatchOTCoupling()(torch.randn(64, 2), torch.randn(64, 2), None, ctx())
     assert pair.stats["ot_cost"] < pair.stats["ic_cost"]
 
 
@@ -88,7 +133,7 @@ def test_vc_pair_noise_kl_and_gradients():
     enc = encoder()
     vc = couplings.VariationalCoupling(enc, kl_scale=30)
     x = torch.randn(256, 2)
-    pair = vc(x, None, BatchRNG(0), ctx(max_weight=0.1))
+    pair = vc(x, torch.randn(256, 2), None, ctx(max_weight=0.1))
     assert math.isclose(pair.stats["beta"], 3.0)
     assert abs(pair.z.std().item() - math.log(2.0)) < 0.05  # s = 0.693 at initialisation
     torch.testing.assert_close(pair.extra_loss, 3.0 * couplings.gaussian_kl(torch.zeros(256, 2),
@@ -118,18 +163,18 @@ class Doubler:
 def test_gc_mu_one_uses_the_prediction_for_every_sample():
     gc = couplings.GeneratorCoupling(couplings.IndependentCoupling(), Doubler(), mu=1.0)
     x, lower = torch.randn(64, 2), torch.full((64,), 0.5)
-    pair = gc(x, lower, BatchRNG(0), ctx())
-    z = BatchRNG(0).randn(64, 2)
-    torch.testing.assert_close(pair.z, z)
+    z = torch.randn(64, 2)
+    pair = gc(x, z, lower, ctx())
+    assert pair.z is z
     torch.testing.assert_close(pair.x, 2 * (x + 0.5 * z))  # f at the LOWER time, same z
     assert pair.stats["gc_fraction"] == 1.0
 
 
 def test_gc_prediction_range_clamps_the_predicted_endpoint_only():
-    x, lower = torch.randn(64, 2), torch.full((64,), 0.5)
-    free = couplings.GeneratorCoupling(couplings.IndependentCoupling(), Doubler(), mu=1.0)(x, lower, BatchRNG(0), ctx())
+    x, z, lower = torch.randn(64, 2), torch.randn(64, 2), torch.full((64,), 0.5)
+    free = couplings.GeneratorCoupling(couplings.IndependentCoupling(), Doubler(), mu=1.0)(x, z, lower, ctx())
     gc = couplings.GeneratorCoupling(couplings.IndependentCoupling(), Doubler(), mu=1.0, prediction_range=(-1.0, 1.0))
-    pair = gc(x, lower, BatchRNG(0), ctx())
+    pair = gc(x, z, lower, ctx())
     assert free.x.abs().max() > 1  # the clamp has something to do
     torch.testing.assert_close(pair.x, free.x.clamp(-1, 1))
     torch.testing.assert_close(pair.z, free.z)
@@ -137,7 +182,8 @@ def test_gc_prediction_range_clamps_the_predicted_endpoint_only():
 
 def test_gc_observed_fraction_matches_mu_and_ramp():
     gc = couplings.GeneratorCoupling(couplings.IndependentCoupling(), Doubler(), mu=0.3, rng=BatchRNG(5))
-    fr = np.mean([gc(torch.randn(500, 2), torch.ones(500), BatchRNG(i), ctx()).stats["gc_fraction"] for i in range(40)])
+    fr = np.mean([gc(torch.randn(500, 2), torch.randn(500, 2), torch.ones(500), ctx()).stats["gc_fraction"]
+                  for _ in range(40)])
     assert abs(fr - 0.3) < 0.01
     ramp = couplings.GeneratorCoupling(couplings.IndependentCoupling(), Doubler(), mu=0.6, ramp_steps=100)
     assert [ramp.mu_at(s) for s in (0, 50, 100, 500)] == [0.0, 0.3, 0.6, 0.6]
@@ -169,6 +215,38 @@ def test_every_coupling_trains_with_both_objectives(tmp_path, name):
         ckpt, log = _train(tmp_path, name, objective=obj, steps=6)
         assert all(np.isfinite(r["loss"]) for r in log)
         assert ("encoder" in ckpt) == (name in ("vc", "vcgc"))
+
+
+def test_ot_assignment_prepared_a_step_ahead_is_the_in_line_one_bitwise(tmp_path, monkeypatch):
+    """The loop draws step k+1 before step k runs and batch-OT solves its assignment in a worker
+    meanwhile (issue 12): every step but the first must take the prepared permutation, and training
+    must equal, bit for bit, a run that solves each assignment in line."""
+    params = P.load(write_params(tmp_path / "p.yaml", train=dict(steps=20, batch=64)))
+    params["grid"] = [{"dataset": ["two_gaussians"], "objective": ["ict"], "coupling": ["ot"], "seed": [0]}]
+    params.pop("theory")
+    config = P.experiments(P.validate(params))[0].config
+    data = torch.from_numpy(np.random.default_rng(0).standard_normal((256, 2)).astype(np.float32))
+    solved = {"ahead": 0, "in_line": 0}
+    real = couplings.ot_permutation
+
+    def counted(x, z):
+        solved["in_line"] += 1
+        return real(x, z)
+
+    monkeypatch.setattr(couplings, "ot_permutation", counted)
+    runs = {}
+    for prefetch in (True, False):
+        run = training.Run(config, (2,), torch.device("cpu"))
+        run.coupling.prefetch = prefetch
+        solved["in_line"] = 0
+        logs = [(loss.item(), {k: float(v) for k, v in stats.items()}) for _, loss, _, stats, _ in run.iterate(data, 0, 20)]
+        solved["ahead" if prefetch else "in_line_run"] = solved["in_line"]
+        runs[prefetch] = run.weights(), logs
+    assert solved["ahead"] == 1 and solved["in_line_run"] == 20  # prepared: only step 0 solves in line
+    assert runs[True][1] == runs[False][1]
+    for part, weights in runs[False][0].items():
+        for k, v in weights.items():
+            assert torch.equal(runs[True][0][part][k], v), f"{part}.{k}"
 
 
 def test_gc_frozen_checkpoint_predictor(tmp_path):

@@ -93,7 +93,7 @@ def test_ema_warmup_is_ema_pytorch_0_2_3_bitwise():
     oracle = EMA(copy.deepcopy(run.model), beta=0.9999, update_after_step=0, update_every=5)
     x = torch.randn(4096, 2)
     for step in range(23):
-        run.step(x[torch.randint(4096, (64,))], step)
+        run.step(run.draw(x, step, 64))
         oracle.online_model.load_state_dict(run.model.state_dict())
         oracle.update()
         for (name, ours), theirs in zip(run.ema.named_parameters(), oracle.ema_model.parameters()):

@@ -56,13 +56,13 @@ def test_divergence_at_the_first_step_is_a_clear_error(tmp_path):
 def test_nan_guard_keeps_the_last_good_state(tmp_path, monkeypatch):
     config = _config(tmp_path, steps=8, checkpoint_every=2)
     x = np.random.default_rng(0).standard_normal((64, 2)).astype(np.float32)
-    real = training.objectives.ICTLoss.__call__
+    real = training.objectives.ICTLoss.loss
 
-    def poisoned(self, model, x, coupling, step, rng):
-        loss, stats = real(self, model, x, coupling, step, rng)
-        return (loss * math.nan if step == 5 else loss), stats
+    def poisoned(self, model, draws, coupling):
+        loss, stats = real(self, model, draws, coupling)
+        return (loss * math.nan if draws.step == 5 else loss), stats
 
-    monkeypatch.setattr(training.objectives.ICTLoss, "__call__", poisoned)
+    monkeypatch.setattr(training.objectives.ICTLoss, "loss", poisoned)
     state = tmp_path / "state.pt"
     with pytest.raises(UserError, match=f"diverged at step 5 .*the last good state is in {state}"):
         training.train(config, x, state, progress=False)

@@ -1,8 +1,11 @@
 """Couplings: how the (x, z) pair that the objective sees is formed (METHODS 4).
 
-A coupling is called by the objective after it has drawn the pair's times, with the LOWER time of
-the pair (GC builds its pairs there), and returns the pair, an optional per-sample loss term (VC's
-KL) and statistics to log. Objectives and kernels stay coupling-agnostic.
+A coupling is called by the objective with the minibatch x, the step's standard normal noise eps
+(drawn with the step's other randomness, objectives.Draws) and the LOWER time of the pair (GC
+builds its pairs there), and returns the pair, an optional per-sample loss term (VC's KL) and
+statistics to log (0-d tensors, read only on the steps that log). Objectives and kernels stay
+coupling-agnostic. `prepare(draws)` is called with the NEXT step's draws before the current step
+runs: batch-OT solves its assignment there, in a solver process, off the step's critical path.
 
 - IC: z ~ N(0, I) independent of x.
 - OT: the minibatch's noises permuted to minimise sum ||x_i - z_pi(i)||^2 (Hungarian).
@@ -14,12 +17,14 @@ KL) and statistics to log. Objectives and kernels stay coupling-agnostic.
 """
 from __future__ import annotations
 
+import sys
+from collections import deque
 from dataclasses import dataclass, field
 
 import numpy as np
 import torch
-from scipy.optimize import linear_sum_assignment
 
+from . import assignment
 from .randomness import BatchRNG
 
 
@@ -53,45 +58,73 @@ class IndependentCoupling:
     def set_state(self, state) -> None:
         pass
 
-    def noise(self, x: torch.Tensor, rng: BatchRNG) -> torch.Tensor:
-        return rng.randn(*x.shape).to(x.device)
+    def prepare(self, draws) -> None:
+        """Work on the next step's draws that can run while the current step does (none here)."""
 
-    def __call__(self, x, lower, rng: BatchRNG, ctx: Context) -> Pair:
-        return Pair(x, self.noise(x, rng))
+    def __call__(self, x, eps, lower, ctx: Context) -> Pair:
+        return Pair(x, eps)
+
+
+def ot_cost(x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+    """The minibatch's cost matrix ||x_i - z_j||^2 in float64, on x's device."""
+    return torch.cdist(x.reshape(len(x), -1).double(), z.reshape(len(z), -1).double()).square()
 
 
 def ot_permutation(x: torch.Tensor, z: torch.Tensor) -> np.ndarray:
-    """pi minimising sum_i ||x_i - z_pi(i)||^2 over permutations of the minibatch.
-
-    POT's exact network simplex (`ot.emd`, the library of OT flow matching and of sony/vct's OT
-    sampler) on uniform weights: its optimal vertex is a permutation matrix (Birkhoff), read off by
-    argmax. It is 2.4x faster than scipy's Hungarian `linear_sum_assignment` on the clustered 2-D
-    minibatches of the default suite (9.7 vs 23.3 ms at 256 points) and as fast on the digits;
-    scipy's is the fallback should a plan ever not be a permutation."""
-    import ot
-
-    a = x.reshape(len(x), -1).double()
-    b = z.reshape(len(z), -1).double()
-    cost = torch.cdist(a, b).square().cpu().numpy()
-    n = len(cost)
-    plan = ot.emd(np.full(n, 1.0 / n), np.full(n, 1.0 / n), cost)
-    cols = plan.argmax(1)
-    if np.array_equal(np.sort(cols), np.arange(n)) and np.allclose(plan[np.arange(n), cols], 1.0 / n):
-        return cols
-    rows, cols = linear_sum_assignment(cost)
-    return cols[np.argsort(rows)]
+    """pi minimising sum_i ||x_i - z_pi(i)||^2 over permutations of the minibatch (assignment.solve)."""
+    return assignment.solve(ot_cost(x, z).cpu().numpy())
 
 
 class BatchOTCoupling(IndependentCoupling):
-    """Batch-OT: IC noises, re-assigned to the data points by an exact minibatch assignment."""
+    """Batch-OT: IC noises, re-assigned to the data points by an exact minibatch assignment.
 
-    def __call__(self, x, lower, rng: BatchRNG, ctx: Context) -> Pair:
-        z = self.noise(x, rng)
-        perm = torch.from_numpy(ot_permutation(x, z)).to(x.device)
-        before = (x - z).reshape(len(x), -1).square().sum(1).mean()
-        z = z[perm]
+    The assignment of step k+1 is solved in a child process while step k trains (`prepare`;
+    assignment.Solver): the cost matrix is formed here, as in the in-line path, and the child runs the
+    same deterministic solver on it, so the permutation is the same, bit for bit, with or without
+    prefetching (`prefetch=False`; tests/test_couplings.py). A step whose draws were not prepared
+    (the first one, tests) solves in line, as does every step should the solver process fail."""
+
+    def __init__(self, prefetch: bool = True):
+        self.prefetch = prefetch
+        self._solver: assignment.Solver | None = None
+        self._ahead: deque[tuple[int, torch.Tensor, torch.Tensor]] = deque()  # submitted: (step, x, eps)
+
+    def prepare(self, draws) -> None:
+        if not self.prefetch:
+            return
+        try:
+            if self._solver is None:
+                self._solver = assignment.Solver(len(draws.x))
+            while self._solver.in_flight() >= 2:  # never consumed (a step skipped): drop the oldest
+                self._solver.result()
+                self._ahead.popleft()
+            self._solver.submit(ot_cost(draws.x, draws.eps).cpu().numpy())
+            self._ahead.append((draws.step, draws.x, draws.eps))
+        except (OSError, ValueError) as e:
+            print(f"batch-OT: solving assignments in line ({e})", file=sys.stderr)
+            self.prefetch, self._solver = False, None
+            self._ahead.clear()
+
+    def permutation(self, x: torch.Tensor, eps: torch.Tensor, step: int) -> np.ndarray:
+        while self._ahead and self._ahead[0][0] <= step:
+            ahead_step, ahead_x, ahead_eps = self._ahead.popleft()
+            try:
+                perm = self._solver.result()
+            except OSError as e:
+                print(f"batch-OT: solving assignments in line ({e})", file=sys.stderr)
+                self.prefetch, self._solver = False, None
+                self._ahead.clear()
+                break
+            if ahead_step == step and ahead_x is x and ahead_eps is eps:
+                return perm
+        return ot_permutation(x, eps)
+
+    def __call__(self, x, eps, lower, ctx: Context) -> Pair:
+        perm = torch.from_numpy(self.permutation(x, eps, ctx.step)).to(x.device)
+        z = eps[perm]
+        before = (x - eps).reshape(len(x), -1).square().sum(1).mean()
         after = (x - z).reshape(len(x), -1).square().sum(1).mean()
-        return Pair(x, z, stats={"ot_cost": after.item(), "ic_cost": before.item()})
+        return Pair(x, z, stats={"ot_cost": after, "ic_cost": before})
 
 
 class Encoder(torch.nn.Module):
@@ -120,17 +153,14 @@ class VariationalCoupling(IndependentCoupling):
     def __init__(self, encoder: Encoder, kl_scale: float):
         self.trainable, self.kl_scale = encoder, kl_scale
 
-    def noise_and_kl(self, x, rng: BatchRNG, ctx: Context):
+    def __call__(self, x, eps, lower, ctx: Context) -> Pair:
         mu, s = self.trainable(x)
-        z = mu + s * rng.randn(*x.shape).to(x.device)
+        z = mu + s * eps  # before the KL: autograd sums s's gradient terms in the order they were made
         beta = self.kl_scale * ctx.max_weight
         kl = gaussian_kl(mu, s)
-        stats = {"kl": kl.mean().item(), "beta": beta, "enc_s": s.mean().item(), "enc_mu_rms": mu.square().mean().sqrt().item()}
-        return z, beta * kl, stats
-
-    def __call__(self, x, lower, rng: BatchRNG, ctx: Context) -> Pair:
-        z, extra, stats = self.noise_and_kl(x, rng, ctx)
-        return Pair(x, z, extra, stats)
+        with torch.no_grad():
+            stats = {"kl": kl.mean(), "beta": beta, "enc_s": s.mean(), "enc_mu_rms": mu.square().mean().sqrt()}
+        return Pair(x, z, beta * kl, stats)
 
 
 class GeneratorCoupling:
@@ -150,11 +180,14 @@ class GeneratorCoupling:
     def set_state(self, state) -> None:
         self.rng.set_state(state)
 
+    def prepare(self, draws) -> None:
+        self.inner.prepare(draws)
+
     def mu_at(self, step: int) -> float:
         return self.mu * min(1.0, step / self.ramp_steps) if self.ramp_steps else self.mu
 
-    def __call__(self, x, lower, rng: BatchRNG, ctx: Context) -> Pair:
-        pair = self.inner(x, lower, rng, ctx)
+    def __call__(self, x, eps, lower, ctx: Context) -> Pair:
+        pair = self.inner(x, eps, lower, ctx)
         sigma = lower.clamp(min=ctx.kernel.sigma_min)
         with torch.no_grad():
             x_hat = self.predictor(ctx.kernel.perturb(x, sigma, pair.z), sigma)
@@ -162,7 +195,7 @@ class GeneratorCoupling:
                 x_hat = x_hat.clamp(*self.prediction_range)
         use = self.rng.rand(len(x)).to(x.device) < self.mu_at(ctx.step)
         x_gc = torch.where(use.reshape(-1, *[1] * (x.ndim - 1)), x_hat, x)
-        return Pair(x_gc, pair.z, pair.extra_loss, {**pair.stats, "gc_fraction": use.float().mean().item()})
+        return Pair(x_gc, pair.z, pair.extra_loss, {**pair.stats, "gc_fraction": use.float().mean()})
 
 
 class Predictor:

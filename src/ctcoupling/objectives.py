@@ -5,16 +5,50 @@ lambda_i = 1/(sigma_{i+1} - sigma_i), pseudo-Huber metric, stop-gradient online 
 ECT/ECM (Geng et al. 2024; METHODS 3): continuous t ~ lognormal, r = t (1 - q^-(stage+1) (1 + k
 sigmoid(-b t))), target x where r reaches the boundary, weight 1/(t - r) or Karras'.
 Both evaluate student and teacher on one noise z under the same dropout mask.
+
+A step's randomness is drawn first (`draw`: the objective's times, then the noise eps, from the
+run's BatchRNG) and the loss computed from it (`loss`), so the training loop can draw step k+1
+before it runs step k and a coupling can prepare its pairing meanwhile (batch-OT's assignment).
 """
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 
 from .couplings import Context, Pair
 from .kernels import Kernel
 from .randomness import BatchRNG
+
+
+@dataclass
+class Draws:
+    """One training step's randomness, in the order drawn: the minibatch x (drawn by the loop), the
+    objective's times (iCT: (sigma_i, sigma_{i+1}); ECT: (t,)) and the standard normal noise eps of
+    x's shape that every coupling starts from."""
+
+    step: int
+    x: torch.Tensor
+    times: tuple[torch.Tensor, ...]
+    eps: torch.Tensor
+
+
+class Objective:
+    """draw, then loss; calling the objective does both (tests, one-off use)."""
+
+    def sample_times(self, n: int, step: int, rng: BatchRNG) -> tuple[torch.Tensor, ...]:
+        raise NotImplementedError
+
+    def draw(self, x: torch.Tensor, step: int, rng: BatchRNG) -> Draws:
+        times = tuple(t.to(x.device) for t in self.sample_times(len(x), step, rng))
+        return Draws(step, x, times, rng.randn(*x.shape).to(x.device))
+
+    def loss(self, model, draws: Draws, coupling) -> tuple[torch.Tensor, dict]:
+        raise NotImplementedError
+
+    def __call__(self, model, x: torch.Tensor, coupling, step: int, rng: BatchRNG):
+        return self.loss(model, self.draw(x, step, rng), coupling)
 
 
 def pseudo_huber(diff: torch.Tensor, c: float, per_element: bool = False) -> torch.Tensor:
@@ -38,12 +72,20 @@ def paired_passes(model, x_student, s_student, x_teacher, s_teacher):
     return student, teacher
 
 
-class ICTLoss:
+class ICTLoss(Objective):
     def __init__(self, kernel: Kernel, total_steps: int, s0: int = 10, s1: int = 1280, P_mean: float = -1.1,
                  P_std: float = 2.0, huber_c: float | None = None, huber_per_element: bool = False):
         self.kernel, self.total_steps = kernel, total_steps
         self.s0, self.s1, self.P_mean, self.P_std = s0, s1, P_mean, P_std
         self.huber_c, self.huber_per_element = huber_c, huber_per_element
+        self._grids: dict[int, tuple] = {}
+
+    def grid(self, N: int) -> tuple[torch.Tensor, torch.Tensor, float]:
+        """(Karras grid of N points, index probabilities, largest-time weight), computed once per N."""
+        if N not in self._grids:
+            sigmas = self.kernel.karras(N)
+            self._grids[N] = sigmas, self.index_probs(sigmas), 1 / (sigmas[-1] - sigmas[-2]).item()
+        return self._grids[N]
 
     def K_prime(self) -> int:
         """K' = floor(K / (log2(floor(s1/s0)) + 1)): steps per doubling of N."""
@@ -62,20 +104,19 @@ class ICTLoss:
     def huber(self, x: torch.Tensor) -> float:
         return self.huber_c if self.huber_c is not None else 0.00054 * math.sqrt(x[0].numel())
 
-    def sample_pair(self, n: int, step: int, rng: BatchRNG) -> tuple[torch.Tensor, torch.Tensor]:
+    def sample_times(self, n: int, step: int, rng: BatchRNG) -> tuple[torch.Tensor, torch.Tensor]:
         """(sigma_i, sigma_{i+1}) for n samples on the current grid."""
-        sigmas = self.kernel.karras(self.num_scales(step))
-        i = rng.multinomial(self.index_probs(sigmas), n)
+        sigmas, probs, _ = self.grid(self.num_scales(step))
+        i = rng.multinomial(probs, n)
         return sigmas[i].float(), sigmas[i + 1].float()
 
     def max_weight(self, step: int) -> float:
         """lambda at the largest time of the current grid, 1/(sigma_N - sigma_{N-1}) (VC's beta)."""
-        sigmas = self.kernel.karras(self.num_scales(step))
-        return 1 / (sigmas[-1] - sigmas[-2]).item()
+        return self.grid(self.num_scales(step))[2]
 
-    def __call__(self, model, x: torch.Tensor, coupling, step: int, rng: BatchRNG):
-        s_lo, s_hi = (s.to(x.device) for s in self.sample_pair(len(x), step, rng))
-        pair: Pair = coupling(x, s_lo, rng, Context(step, self.kernel, self.max_weight(step)))
+    def loss(self, model, draws: Draws, coupling):
+        x, step, (s_lo, s_hi) = draws.x, draws.step, draws.times
+        pair: Pair = coupling(x, draws.eps, s_lo, Context(step, self.kernel, self.max_weight(step)))
         student, target = paired_passes(model, self.kernel.perturb(pair.x, s_hi, pair.z), s_hi,
                                         self.kernel.perturb(pair.x, s_lo, pair.z), s_lo)
         loss = pseudo_huber(student - target, self.huber(x), self.huber_per_element) / (s_hi - s_lo)
@@ -95,7 +136,7 @@ class ICTLoss:
         return [f"N = {N:5d} for steps {a}-{b}" for N, a, b in spans]
 
 
-class ECTLoss:
+class ECTLoss(Objective):
     """`form="boundary"`: t >= sigma_min, x_r as the target wherever r <= sigma_min (the boundary
     condition). `form="official"` (locuslab/ect training/loss.py ECMLoss): t not clamped (LI: at most
     sigma_max, as sony/vct), the network at r as target wherever r > 0 and x only where r = 0; the
@@ -141,10 +182,13 @@ class ECTLoss:
         t = torch.tensor([self.kernel.sigma_max], dtype=torch.float64)
         return 1 / (t - self.t_to_r(t, step)).item()
 
-    def __call__(self, model, x: torch.Tensor, coupling, step: int, rng: BatchRNG):
-        t = self.sample_t(len(x), rng).to(x.device)
+    def sample_times(self, n: int, step: int, rng: BatchRNG) -> tuple[torch.Tensor]:
+        return (self.sample_t(n, rng),)
+
+    def loss(self, model, draws: Draws, coupling):
+        x, step, (t,) = draws.x, draws.step, draws.times
         r = self.t_to_r(t, step)
-        pair: Pair = coupling(x, r, rng, Context(step, self.kernel, self.max_weight(step)))
+        pair: Pair = coupling(x, draws.eps, r, Context(step, self.kernel, self.max_weight(step)))
         x_r = self.kernel.perturb(pair.x, r, pair.z)
         if self.form == "boundary":
             # At or below sigma_min the consistency function is the identity (the boundary condition),

@@ -168,15 +168,17 @@ SRC = "src/ctcoupling"
 # The modules whose math each stage runs: a change to one re-runs exactly the stages that use it.
 CODE = {
     "prepare": ("data.py",),
-    "train": ("kernels.py", "networks.py", "objectives.py", "couplings.py", "optim.py", "randomness.py",
-              "training.py"),
-    "sample": ("kernels.py", "networks.py", "sampling.py"),
+    "train": ("kernels.py", "networks.py", "objectives.py", "couplings.py", "assignment.py", "optim.py",
+              "randomness.py", "training.py"),
+    "sample": ("kernels.py", "networks.py", "sampling.py", "couplings.py", "assignment.py"),  # OT re-pairing
     "classifier": ("classifier.py",),
-    "evaluate": ("kernels.py", "networks.py", "couplings.py", "metrics.py", "fidelity.py", "classifier.py",
-                 "sampling.py"),
-    "curve": ("kernels.py", "networks.py", "sampling.py", "metrics.py", "fidelity.py", "classifier.py", "curves.py"),
+    "evaluate": ("kernels.py", "networks.py", "couplings.py", "assignment.py", "metrics.py", "fidelity.py",
+                 "classifier.py", "sampling.py"),
+    "curve": ("kernels.py", "networks.py", "sampling.py", "couplings.py", "assignment.py", "metrics.py",
+              "fidelity.py", "classifier.py", "curves.py"),
     "audit": ("audit.py",),
-    "theory": ("kernels.py", "networks.py", "couplings.py", "theory.py", "measurements.py", "figures.py"),
+    "theory": ("kernels.py", "networks.py", "couplings.py", "assignment.py", "theory.py", "measurements.py",
+               "figures.py"),
     "report": ("report.py", "figures.py", "evidence.py", "curves.py", "stats.py"),
 }
 

@@ -1,8 +1,10 @@
 """The training loop: one function, read top to bottom (EDM's training_loop in spirit).
 
 All randomness comes from the experiment's seed: the weights' initialisation and dropout from
-torch's global generator, every per-sample draw from a `BatchRNG` over the global batch. The
-resumable state (model, EMA, optimiser, step, both generators, the log) is written atomically every
+torch's global generator, every per-sample draw from a `BatchRNG` over the global batch. A step's
+draws (minibatch, times, noise; objectives.Draws) are taken one step ahead, in the same order as
+drawing them in the step, so the coupling can prepare the next step while this one runs (batch-OT's
+assignment). The resumable state (model, EMA, optimiser, step, both generators, the log) is written atomically every
 `checkpoint_every` steps; `resume=True` continues from it to a bitwise-identical result on CPU.
 Under torchrun each rank trains on its rows of the global batch (DDP averages the gradients).
 """
@@ -16,11 +18,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm import trange
+from tqdm import tqdm
 
 from . import artifacts, couplings, networks, objectives, optim
 from .errors import UserError
 from .kernels import ConsistencyModel, Kernel
+from .objectives import Draws
 from .randomness import BatchRNG
 
 
@@ -71,6 +74,9 @@ class Run:
         self.coupling = couplings.build(config["coupling"], encoder=self.encoder, model=self.model, ema=self.ema,
                                         frozen=frozen, rng=BatchRNG(seed + 2, rank, world))
         self.trainable = list(self.model.parameters()) + (list(self.encoder.parameters()) if encoder else [])
+        self.averages = [optim.EMA(self.ema, self.model)]
+        if encoder is not None:
+            self.averages.append(optim.EMA(self.ema_encoder, self.encoder))
         self.opt = optim.make_optimizer(self.trainable, spec)  # VC: the encoder trains in the same optimiser
         self.rng = BatchRNG(seed + 1, rank, world)
         self.loss_fn = objectives.build(config["objective"], spec["steps"])
@@ -79,11 +85,31 @@ class Run:
             ids = [device.index] if device.type == "cuda" else None
             self.net = torch.nn.parallel.DistributedDataParallel(self.model, device_ids=ids)
 
-    def step(self, x: torch.Tensor, step: int):
-        """One optimisation step on the minibatch x: (loss, grad norm, statistics)."""
+    def draw(self, data: torch.Tensor, step: int, n: int | None = None) -> Draws:
+        """Step `step`'s randomness: n minibatch rows of `data` (the rank's share of train.batch by
+        default), then the objective's times and noise."""
+        return self.loss_fn.draw(self.minibatch(data, n or self.spec["batch"] // self.world), step, self.rng)
+
+    def iterate(self, data: torch.Tensor, start: int, stop: int):
+        """Train steps start..stop-1, each drawn one step ahead so that the coupling prepares step k+1
+        while step k runs. Yields (step, loss, grad norm, statistics, the batch generator's state
+        where step + 1's draws begin: what a checkpoint after this step saves)."""
+        draws = self.draw(data, start) if start < stop else None
+        for step in range(start, stop):
+            next_state = self.rng.get_state()
+            ahead = self.draw(data, step + 1) if step + 1 < stop else None
+            if ahead is not None:
+                self.coupling.prepare(ahead)
+            loss, grad_norm, stats = self.step(draws)
+            draws = ahead
+            yield step, loss, grad_norm, stats, next_state
+
+    def step(self, draws: Draws):
+        """One optimisation step on drawn randomness: (loss, grad norm, statistics)."""
+        step = draws.step
         for group in self.opt.param_groups:
             group["lr"] = optim.learning_rate(self.spec, step)
-        loss, stats = self.loss_fn(self.net, x, self.coupling, step, self.rng)
+        loss, stats = self.loss_fn.loss(self.net, draws, self.coupling)
         loss = loss.mean()
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -99,9 +125,8 @@ class Run:
             self.opt.step()
             decay = optim.ema_decay(self.spec, step)
             if decay is not None:
-                optim.ema_update(self.ema, self.model, decay)
-                if self.encoder is not None:
-                    optim.ema_update(self.ema_encoder, self.encoder, decay)
+                for average in self.averages:
+                    average.update(decay)
         return loss, grad_norm, stats
 
     def healthy(self, loss: torch.Tensor, grad_norm: torch.Tensor) -> bool:
@@ -131,9 +156,11 @@ class Run:
             out["ema_encoder"] = _cpu(self.ema_encoder.state_dict(), clone=True)
         return out
 
-    def state_dict(self) -> dict:
-        """The resumable state: weights, optimiser and every generator."""
-        return {**self.weights(), "opt": self.opt.state_dict(), "rng_batch": self.rng.get_state(),
+    def state_dict(self, rng_batch: torch.Tensor | None = None) -> dict:
+        """The resumable state: weights, optimiser and every generator (`rng_batch`: the batch
+        generator's state where the next step's draws begin, when they have been drawn already)."""
+        rng_batch = self.rng.get_state() if rng_batch is None else rng_batch
+        return {**self.weights(), "opt": self.opt.state_dict(), "rng_batch": rng_batch,
                 "rng_coupling": self.coupling.get_state(), "rng_torch": torch.get_rng_state(),
                 "rng_cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}
 
@@ -160,7 +187,6 @@ def train(config: dict, x_train: np.ndarray, state_path: str | Path | None = Non
     rank, world = distributed()
     if spec["batch"] % world:
         raise UserError(f"train.batch = {spec['batch']} is not divisible by the {world} DDP ranks")
-    local_batch = spec["batch"] // world
     device = torch.device(device)
     data = torch.from_numpy(x_train).to(device)
     run = Run(config, tuple(data.shape[1:]), device, rank, world)
@@ -178,25 +204,27 @@ def train(config: dict, x_train: np.ndarray, state_path: str | Path | None = Non
             print(f"resuming from step {start} of {spec['steps']} ({state_path})", file=sys.stderr, flush=True)
     else:
         snapshots = []
-    bar = trange(start, spec["steps"], initial=start, total=spec["steps"], desc=f"train seed={seed}",
-                 disable=not progress or rank != 0, mininterval=1.0)
-    for step in bar:
-        loss, grad_norm, stats = run.step(run.minibatch(data, local_batch), step)
+    bar = tqdm(initial=start, total=spec["steps"], desc=f"train seed={seed}", disable=not progress or rank != 0,
+               mininterval=1.0)
+    for step, loss, grad_norm, stats, next_state in run.iterate(data, start, spec["steps"]):
+        bar.update()
         if not run.healthy(loss, grad_norm):
             kept = f"; the last good state is in {state_path}" if state_path and state_path.is_file() else ""
             raise UserError(f"training diverged at step {step} (loss {loss.item():.4g}, grad norm "
                             f"{grad_norm.item():.4g}): lower train.lr or set train.grad_clip{kept}")
         if step % spec["log_every"] == 0 or step == spec["steps"] - 1:
+            stats = {k: v.item() if torch.is_tensor(v) else v for k, v in stats.items()}  # read only here
             row = {"step": step, "loss": loss.item(), "grad_norm": grad_norm.item(),
                    "lr": run.opt.param_groups[0]["lr"], **stats}
             log.append(row)
-            bar.set_postfix(loss=f"{row['loss']:.4g}", **stats)
+            bar.set_postfix(loss=f"{row['loss']:.4g}", **{k: row[k] for k in stats})
         every = spec.get("snapshot_every")
         if every and (step + 1) % every == 0 and step + 1 < spec["steps"]:
             snapshots.append(run.snapshot(step + 1))
         if (step + 1) % spec["checkpoint_every"] == 0 and step + 1 < spec["steps"] and rank == 0 and state_path:
             artifacts.write_torch(state_path, {"config": config, "step": step + 1, "log": log,
-                                               "snapshots": snapshots, **run.state_dict()})
+                                               "snapshots": snapshots, **run.state_dict(rng_batch=next_state)})
+    bar.close()
 
     checkpoint = {"config": config, "data_shape": list(data.shape[1:]), "step": spec["steps"],
                   **{k: _cpu(v) for k, v in run.weights().items()}}
