@@ -1,10 +1,17 @@
-"""Training throughput of a params preset's first experiment, on synthetic data of its shape.
+"""Training throughput of a params preset's experiment, on synthetic data of its shape, with its FLOPs
+per step and the model FLOP utilisation (MFU) against the device's peak.
 
-    python benchmarks/train_throughput.py --params params/cifar10_ict.yaml --steps 300 --device cuda
+    python benchmarks/train_throughput.py --params params/cifar10_ict.yaml --steps 300 --device cuda \
+        [--precision bf16] [--channels-last] [--compile]
 
 Runs the real training loop (ctcoupling.training.train) twice, for `warmup` and for `warmup + steps`
 iterations, and reports the steady-state rate (steps x batch) / (difference of wall times) in
 images per second. The data are uniform random uint8 images: throughput does not depend on them.
+FLOPs are counted by torch.utils.flop_counter.FlopCounterMode over one whole training step (the
+coupling's passes, the student's forward and backward, the teacher's forward; matmuls and
+convolutions, as MFU is defined); MFU = FLOPs per step x steps per second / peak, the peak of the
+dense tensor cores in the precision the step runs in (bf16, or TF32 for fp32 on GPUs), from
+PEAK_TFLOPS or --peak-tflops.
 """
 from __future__ import annotations
 
@@ -14,10 +21,15 @@ import time
 
 import numpy as np
 import torch
+from torch.utils.flop_counter import FlopCounterMode
 
 from ctcoupling import describe, training
 from ctcoupling import params as P
 from ctcoupling.cli import enable_fast_cuda
+
+# Dense tensor-core peaks in TFLOP/s (vendor data sheets: H100/H200 SXM, A100 SXM).
+PEAK_TFLOPS = {("H100", "bf16"): 989.4, ("H100", "fp32"): 494.7, ("H200", "bf16"): 989.4, ("H200", "fp32"): 494.7,
+               ("A100", "bf16"): 312.0, ("A100", "fp32"): 156.0}
 
 
 def timed(config, x, device) -> float:
@@ -30,6 +42,26 @@ def timed(config, x, device) -> float:
     return time.perf_counter() - t0
 
 
+def flops_per_step(config, x, device) -> int:
+    """FLOPs of one training step (step 1: the first may differ, e.g. an EMA copy)."""
+    run = training.Run(config, tuple(x.shape[1:]), torch.device(device))
+    data = torch.from_numpy(x).to(device)
+    steps = run.iterate(data, 0, 2)
+    next(steps)
+    with FlopCounterMode(display=False) as counter:
+        next(steps)
+    return counter.get_total_flops()
+
+
+def peak(device: str, precision: str, override: float | None) -> float | None:
+    if override:
+        return override
+    if not device.startswith("cuda"):
+        return None
+    name = torch.cuda.get_device_name()
+    return next((v for (gpu, p), v in PEAK_TFLOPS.items() if gpu in name and p == precision), None)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--params", required=True)
@@ -38,6 +70,10 @@ def main() -> None:
     ap.add_argument("--batch", type=int, help="override train.batch")
     ap.add_argument("--experiment", help="which experiment of the grid (default: the first)")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    ap.add_argument("--precision", choices=["fp32", "bf16"], help="override train.precision")
+    ap.add_argument("--channels-last", action="store_true", help="train.channels_last = true")
+    ap.add_argument("--compile", action="store_true", help="train.compile = true")
+    ap.add_argument("--peak-tflops", type=float, help="the device's peak for MFU (default: PEAK_TFLOPS by name)")
     a = ap.parse_args()
     enable_fast_cuda()
     params = P.load(a.params)
@@ -46,15 +82,23 @@ def main() -> None:
     shape = describe.data_shape(params, exp.dataset)
     x = np.random.default_rng(0).integers(0, 256, (max(4 * batch, 1024), *shape), dtype=np.uint8)
     x = x.astype(np.float32) / 127.5 - 1
-    base = P.deep_merge(exp.config, {"train": {"batch": batch, "checkpoint_every": 10**9, "log_every": 10**9}})
+    options = {"precision": a.precision or exp.config["train"].get("precision", "fp32"),
+               "channels_last": a.channels_last or exp.config["train"].get("channels_last", False),
+               "compile": a.compile or exp.config["train"].get("compile", False)}
+    base = P.deep_merge(exp.config, {"train": {"batch": batch, "checkpoint_every": 10**9, "log_every": 10**9,
+                                               "snapshot_every": None, **options}})
+    flops = flops_per_step(base, x, a.device)
     t_warm = timed(P.deep_merge(base, {"train": {"steps": a.warmup}}), x, a.device)
     t_full = timed(P.deep_merge(base, {"train": {"steps": a.warmup + a.steps}}), x, a.device)
-    rate = a.steps * batch / (t_full - t_warm)
+    seconds = (t_full - t_warm) / a.steps
+    top = peak(a.device, options["precision"], a.peak_tflops)
     print(json.dumps({
         "params": a.params, "experiment": exp.name, "device": torch.cuda.get_device_name() if a.device.startswith("cuda") else "cpu",
-        "network_parameters": describe.describe(params, exp.name)[0]["network_parameters"],
+        "network_parameters": describe.describe(params, exp.name)[0]["network_parameters"], **options,
         "batch": batch, "steps": a.steps, "seconds": round(t_full - t_warm, 2),
-        "img_per_s": round(rate, 1), "ms_per_step": round(1000 * (t_full - t_warm) / a.steps, 1),
+        "img_per_s": round(batch / seconds, 1), "ms_per_step": round(1000 * seconds, 1),
+        "gflop_per_step": round(flops / 1e9, 2), "tflop_per_s": round(flops / seconds / 1e12, 3),
+        "mfu": round(flops / seconds / (top * 1e12), 4) if top else None,
     }))
 
 

@@ -143,3 +143,67 @@ def test_ddp_two_ranks_match_one_process(tmp_path):
     torch.manual_seed(a["config"]["seed"])  # the initialisation both runs started from
     init = training.build_model(a["config"], (2,)).state_dict()
     assert sum((a["model"][k] - init[k]).abs().sum() for k in init) > 0.1  # training really moved the weights
+
+
+# ---------------------------------------------------------------------------------------------
+# GPU-preset options (issue 12), checked on the CPU: channels-last memory order, bf16 autocast of the
+# networks' bodies, torch.compile.
+
+def _digits_vc_run(**train):
+    """The smoke suite's digits VC run (U-Net and U-Net encoder, dropout 0.1) with train options."""
+    from conftest import ROOT
+
+    params = P.load(ROOT / "params" / "smoke.yaml")
+    params["train"].update(train)
+    exp = P.experiment(P.validate(params), "digits-ict-vc-s0")
+    return training.Run(P.train_config(exp), (1, 8, 8), torch.device("cpu"))
+
+
+def _steps(run, n=3):
+    data = torch.from_numpy(np.random.default_rng(0).uniform(-1, 1, (256, 1, 8, 8)).astype(np.float32))
+    return [loss.item() for _, loss, _, _, _ in run.iterate(data, 0, n)]
+
+
+def test_channels_last_is_the_same_math():
+    plain, cl = _digits_vc_run(), _digits_vc_run(channels_last=True)
+    conv = next(m.weight for m in cl.model.modules() if isinstance(getattr(m, "weight", None), torch.Tensor)
+                and m.weight.ndim == 4)
+    assert conv.is_contiguous(memory_format=torch.channels_last)
+    np.testing.assert_allclose(_steps(cl), _steps(plain), rtol=1e-4)
+    for k, v in plain.model.state_dict().items():
+        torch.testing.assert_close(cl.model.state_dict()[k], v, rtol=1e-4, atol=1e-5)
+
+
+def test_bf16_autocast_runs_the_bodies_in_bf16_and_the_rest_in_fp32():
+    run = _digits_vc_run(precision="bf16")
+    dtypes = {}
+    linear = next(m for m in run.model.net.modules() if isinstance(m, torch.nn.Linear) or type(m).__name__ == "Linear")
+    linear.register_forward_hook(lambda m, i, o: dtypes.setdefault("body", o.dtype) and None)
+    run.model.register_forward_hook(lambda m, i, o: dtypes.setdefault("model", o.dtype) and None)
+    losses, fp32 = _steps(run), _steps(_digits_vc_run())
+    assert dtypes == {"body": torch.bfloat16, "model": torch.float32}
+    assert all(p.dtype == torch.float32 for p in run.trainable)
+    assert np.isfinite(losses).all() and losses != fp32  # bf16 really ran, and stayed close
+    np.testing.assert_allclose(losses, fp32, rtol=0.05)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not any(map(__import__("shutil").which, ("cc", "gcc", "g++"))), reason="torch.compile needs a C compiler")
+def test_compiled_network_matches_eager_and_replays_the_dropout_mask(tmp_path):
+    from ctcoupling.objectives import paired_passes
+
+    def runs(dropout):
+        nets = dict(mlp=dict(kind="mlp", hidden=32, depth=2, emb_dim=16, dropout=dropout))
+        config = P.experiment(P.load(write_params(tmp_path / "p.yaml", networks=nets)), "two_gaussians-ict-ic-s0").config
+        return [training.Run(P.deep_merge(config, {"train": {"compile": c}}), (2,), torch.device("cpu"))
+                for c in (True, False)]
+
+    data = torch.from_numpy(np.random.default_rng(0).standard_normal((256, 2)).astype(np.float32))
+    losses = [[loss.item() for _, loss, _, _, _ in run.iterate(data, 0, 3)] for run in runs(0.0)]
+    np.testing.assert_allclose(*losses, rtol=1e-4)  # without dropout: the eager numbers up to fusion rounding
+    compiled = runs(0.2)[0]  # with dropout the masks are drawn differently from eager's, but within a step:
+    x, s = torch.randn(64, 2), torch.full((64,), 2.0)
+    student, teacher = paired_passes(compiled.net, x, s, x, s)
+    torch.testing.assert_close(student, teacher)  # one dropout mask for student and teacher
+    again, _ = paired_passes(compiled.net, x, s, x, s)
+    assert not torch.allclose(again, student)  # a fresh mask on the next call

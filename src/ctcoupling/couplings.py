@@ -8,7 +8,7 @@ coupling-agnostic. `prepare(draws)` is called with the NEXT step's draws before 
 runs: batch-OT solves its assignment there, in a solver process, off the step's critical path.
 
 - IC: z ~ N(0, I) independent of x.
-- OT: the minibatch's noises permuted to minimise sum ||x_i - z_pi(i)||^2 (Hungarian).
+- OT: the minibatch's noises permuted to minimise sum ||x_i - z_pi(i)||^2 (exact; assignment.py).
 - VC (VCT): z = mu(x) + s(x) eps from a learned encoder, plus beta KL(N(mu, s^2) || N(0, I)).
 - GC: with probability mu, x is replaced by the prediction stopgrad f(x + sigma z, sigma) at the
   lower time sigma, and both points are built from it with the same z. The official code's `mix`
@@ -136,7 +136,7 @@ class Encoder(torch.nn.Module):
         self.net, self.sigma_data = net, sigma_data
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        out = self.net(x / self.sigma_data, torch.zeros(len(x), device=x.device))
+        out = self.net(x / self.sigma_data, torch.zeros(len(x), device=x.device)).to(x.dtype)  # out of bf16 autocast
         mu, s = out.reshape(len(x), 2, *x.shape[1:]).unbind(1)
         return mu, torch.nn.functional.softplus(s)
 

@@ -80,5 +80,5 @@ class ConsistencyModel(torch.nn.Module):
     def forward(self, x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
         sigma = sigma.to(torch.float32).reshape(-1).expand(x.shape[0])
         c_skip, c_out, c_in, c_noise = self.kernel.precond(sigma, self.boundary_in_training or not self.training)
-        F = self.net(_bcast(c_in, x) * x, c_noise)
+        F = self.net(_bcast(c_in, x) * x, c_noise).to(x.dtype)  # fp32 out of a bf16 autocast body (a no-op otherwise)
         return _bcast(c_skip, x) * x + _bcast(c_out, x) * F

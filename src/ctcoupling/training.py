@@ -80,15 +80,28 @@ class Run:
         self.opt = optim.make_optimizer(self.trainable, spec)  # VC: the encoder trains in the same optimiser
         self.rng = BatchRNG(seed + 1, rank, world)
         self.loss_fn = objectives.build(config["objective"], spec["steps"])
+        self.memory_format = torch.channels_last if spec.get("channels_last") else torch.contiguous_format
+        for module in (self.model, self.ema, self.encoder, self.ema_encoder):
+            if module is not None:
+                module.to(memory_format=self.memory_format)  # 4-D weights only; the same values
+        self.autocast = dict(device_type=device.type, dtype=torch.bfloat16, enabled=spec.get("precision") == "bf16")
         self.net = self.model
         if world > 1:
             ids = [device.index] if device.type == "cuda" else None
             self.net = torch.nn.parallel.DistributedDataParallel(self.model, device_ids=ids)
+        if spec.get("compile"):
+            import torch._inductor.config as inductor
+
+            inductor.fallback_random = True  # eager's generator: paired_passes' replay gives one dropout mask
+            self.net = torch.compile(self.net)
 
     def draw(self, data: torch.Tensor, step: int, n: int | None = None) -> Draws:
         """Step `step`'s randomness: n minibatch rows of `data` (the rank's share of train.batch by
         default), then the objective's times and noise."""
-        return self.loss_fn.draw(self.minibatch(data, n or self.spec["batch"] // self.world), step, self.rng)
+        draws = self.loss_fn.draw(self.minibatch(data, n or self.spec["batch"] // self.world), step, self.rng)
+        if draws.x.ndim == 4 and self.memory_format is torch.channels_last:
+            draws.x, draws.eps = (t.contiguous(memory_format=torch.channels_last) for t in (draws.x, draws.eps))
+        return draws
 
     def iterate(self, data: torch.Tensor, start: int, stop: int):
         """Train steps start..stop-1, each drawn one step ahead so that the coupling prepares step k+1
@@ -109,7 +122,8 @@ class Run:
         step = draws.step
         for group in self.opt.param_groups:
             group["lr"] = optim.learning_rate(self.spec, step)
-        loss, stats = self.loss_fn.loss(self.net, draws, self.coupling)
+        with torch.autocast(**self.autocast):
+            loss, stats = self.loss_fn.loss(self.net, draws, self.coupling)
         loss = loss.mean()
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
