@@ -223,12 +223,17 @@ def evaluate(params: dict, name: str, source: str, device: str = "cpu") -> None:
         from . import fidelity
 
         reference = prepared[f"x_{fid_spec['reference']}"]
+        started = time.perf_counter()
         record = fidelity.evaluate(fid_spec, reference, f"{exp.dataset}-{fid_spec['reference']}",
                                    classifier_file(exp.dataset) if fid_spec["features"] == "classifier" else None,
                                    samples, exp.config["sample"]["steps"],
                                    _stream(exp, device) if fid_spec["stream"] else None, device)
         if not record["available"]:
             _say(f"warning: {name}: no {fid_spec['features']} metrics: {record['reason']}")
+        else:  # the rate goes to the log only: eval.json holds no timing
+            images = sum(r["n_generated"] for r in record["runs"])
+            _say(f"{name}: {images} images {'generated and ' if fid_spec['stream'] else ''}scored at "
+                 f"{images / (time.perf_counter() - started):.1f} img/s")
         for nfe, summary in record["summary"].items():
             suffix = "" if not fid_spec["stream"] else f"_{nfe}step"
             values.update({f"{k}{suffix}": v["mean"] for k, v in summary.items()})
