@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -46,3 +48,19 @@ def test_provenance_hashes_inputs(tmp_path):
     rec = artifacts.provenance("train", {"k": 1}, [tmp_path / "in.bin"])
     assert rec["inputs"][str(tmp_path / "in.bin")] == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
     assert rec["stage"] == "train" and rec["params"] == {"k": 1} and rec["package_version"]
+
+
+def test_provenance_is_content_stable_and_hashes_the_stages_code(tmp_path):
+    """Issue 13: equal inputs, params and code give an equal record (no git commit, no time), and the
+    record names the sha256 of each module the stage runs."""
+    import hashlib
+
+    from ctcoupling import pipeline
+
+    (tmp_path / "in.bin").write_bytes(b"abc")
+    code = pipeline.CODE["train"]
+    rec = artifacts.provenance("train", {"k": 1}, [tmp_path / "in.bin"], code)
+    assert rec == artifacts.provenance("train", {"k": 1}, [tmp_path / "in.bin"], code)
+    assert "git_commit" not in rec and set(rec["code"]) == set(code) and "artifacts.py" in code
+    src = Path(artifacts.__file__).parent
+    assert rec["code"]["training.py"] == hashlib.sha256((src / "training.py").read_bytes()).hexdigest()

@@ -11,7 +11,6 @@ import hashlib
 import io
 import json
 import os
-import subprocess
 import tempfile
 import zipfile
 from pathlib import Path
@@ -91,27 +90,22 @@ def sha256_file(path, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
-def git_commit() -> str:
-    """The commit of the code that ran, or 'unknown' outside a git checkout."""
-    here = Path(__file__).resolve().parent
-    try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True,
-                             timeout=10, check=True)
-        return out.stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
+def provenance(stage: str, params: dict, inputs: list[str | os.PathLike], code: tuple[str, ...] = ()) -> dict:
+    """What produced an artifact: the stage, the params it read, its inputs' sha256, the package version
+    and the sha256 of the package modules the stage runs (`code`, names in this package).
 
-
-def provenance(stage: str, params: dict, inputs: list[str | os.PathLike]) -> dict:
-    """What produced an artifact: the stage, the params it read, its inputs' sha256, the code version."""
+    Content-stable: equal inputs, params and code give an equal record, so provenance never makes
+    equal content hash differently. (It used to record the git commit, which changed every JSON
+    artifact, and so every DVC hash downstream, at every commit, however little the code changed.)"""
     from . import __version__
 
+    here = Path(__file__).resolve().parent
     return {
         "stage": stage,
         "params": params,
         "inputs": {str(p): sha256_file(p) for p in inputs},
         "package_version": __version__,
-        "git_commit": git_commit(),
+        "code": {m: sha256_file(here / m) for m in code},
     }
 
 

@@ -165,21 +165,23 @@ def report_deps(params: dict) -> list[str]:
 
 
 SRC = "src/ctcoupling"
-# The modules whose math each stage runs: a change to one re-runs exactly the stages that use it.
+# The modules whose math each stage runs (artifacts.py: how it writes them, provenance included): a
+# change to one re-runs exactly the stages that use it, and each stage records their sha256.
 CODE = {
-    "prepare": ("data.py",),
-    "train": ("kernels.py", "networks.py", "objectives.py", "couplings.py", "assignment.py", "optim.py",
-              "randomness.py", "training.py"),
-    "sample": ("kernels.py", "networks.py", "sampling.py", "couplings.py", "assignment.py"),  # OT re-pairing
-    "classifier": ("classifier.py",),
-    "evaluate": ("kernels.py", "networks.py", "couplings.py", "assignment.py", "metrics.py", "fidelity.py",
-                 "classifier.py", "sampling.py"),
-    "curve": ("kernels.py", "networks.py", "sampling.py", "couplings.py", "assignment.py", "metrics.py",
-              "fidelity.py", "classifier.py", "curves.py"),
-    "audit": ("audit.py",),
-    "theory": ("kernels.py", "networks.py", "couplings.py", "assignment.py", "theory.py", "measurements.py",
-               "figures.py"),
-    "report": ("report.py", "figures.py", "evidence.py", "curves.py", "stats.py"),
+    "prepare": ("artifacts.py", "data.py"),
+    "train": ("artifacts.py", "kernels.py", "networks.py", "objectives.py", "couplings.py", "assignment.py",
+              "optim.py", "randomness.py", "training.py"),
+    "sample": ("artifacts.py", "kernels.py", "networks.py", "sampling.py", "couplings.py",  # OT re-pairing
+               "assignment.py"),
+    "classifier": ("artifacts.py", "classifier.py"),
+    "evaluate": ("artifacts.py", "kernels.py", "networks.py", "couplings.py", "assignment.py", "metrics.py",
+                 "fidelity.py", "classifier.py", "sampling.py"),
+    "curve": ("artifacts.py", "kernels.py", "networks.py", "sampling.py", "couplings.py", "assignment.py",
+              "metrics.py", "fidelity.py", "classifier.py", "curves.py"),
+    "audit": ("artifacts.py", "audit.py"),
+    "theory": ("artifacts.py", "kernels.py", "networks.py", "couplings.py", "assignment.py", "theory.py",
+               "measurements.py", "figures.py"),
+    "report": ("artifacts.py", "report.py", "figures.py", "evidence.py", "curves.py", "stats.py"),
 }
 
 

@@ -17,10 +17,15 @@ import numpy as np
 from . import artifacts, data
 from . import params as P
 from .errors import UserError
-from .pipeline import (ANALYSIS_DIR, AUDIT_CSV, AUDIT_MD, THEORY_TABLES, checkpoint_inputs, classifier_datasets,
-                       classifier_file, classifier_record, curve_inputs, data_manifest, data_npz, evaluate_inputs,
-                       figure_runs, report_outs, run_file, theory_datasets, theory_inputs, theory_outs,
-                       theory_seed_file)
+from .pipeline import (ANALYSIS_DIR, AUDIT_CSV, AUDIT_MD, CODE, THEORY_TABLES, checkpoint_inputs,
+                       classifier_datasets, classifier_file, classifier_record, curve_inputs, data_manifest, data_npz,
+                       evaluate_inputs, figure_runs, report_outs, run_file, theory_datasets, theory_inputs,
+                       theory_outs, theory_seed_file)
+
+
+def _provenance(stage: str, params: dict, inputs: list) -> dict:
+    """artifacts.provenance with the sha256 of the modules the stage runs (pipeline.CODE)."""
+    return artifacts.provenance(stage, params, inputs, CODE[stage])
 
 
 def _say(msg: str) -> None:
@@ -52,7 +57,7 @@ def prepare(params: dict, dataset: str) -> None:
         "sha256": artifacts.sha256_bytes(blob),
         "arrays": data.describe(arrays),
         "splits": {"train": len(arrays["x_train"]), "test": len(arrays["x_test"])},
-        "provenance": artifacts.provenance("prepare", {f"datasets.{dataset}": spec}, inputs),
+        "provenance": _provenance("prepare", {f"datasets.{dataset}": spec}, inputs),
     }
     artifacts.write_bytes(out, blob)
     artifacts.write_json(data_manifest(dataset), manifest)
@@ -84,7 +89,7 @@ def train(params: dict, name: str, source: str, progress: bool = True, resume: b
         "experiment": name,
         "final_loss": log[-1]["loss"],
         "parameters": sum(v.numel() for k, v in ckpt["model"].items() if not k.endswith("resample_filter")),
-        "provenance": artifacts.provenance("train", {"experiment": config, "overrides": list(exp.overrides),
+        "provenance": _provenance("train", {"experiment": config, "overrides": list(exp.overrides),
                                                      "threads": params["threads"]}, inputs),
     })
     state_path.unlink(missing_ok=True)  # the run is complete; its final weights are in model.pt
@@ -121,7 +126,7 @@ def sample(params: dict, name: str, source: str, progress: bool = True, device: 
     artifacts.write_bytes(run_file(name, "samples.png"), report_mod.preview_png(x, name))
     artifacts.write_json(run_file(name, "sample.json"), {
         "experiment": name, "n": len(x), "nfe": spec["steps"], "t_mid": spec["t_mid"],
-        "provenance": artifacts.provenance("sample", {"sample": spec}, [run_file(name, "model.pt")]),
+        "provenance": _provenance("sample", {"sample": spec}, [run_file(name, "model.pt")]),
     })
     _say(f"sampled {name}: {len(x)} samples, {spec['steps']} step(s)")
 
@@ -149,7 +154,7 @@ def classifier(params: dict, dataset: str, source: str) -> None:
     artifacts.write_json(classifier_record(dataset), {
         "dataset": dataset, "held_out_accuracy": acc, "n_train": len(d["x_train"]), "n_test": len(d["x_test"]),
         "file": classifier_file(dataset), "sha256": artifacts.sha256_file(classifier_file(dataset)),
-        "provenance": artifacts.provenance("classifier", {"classifier": spec}, [data_npz(dataset)]),
+        "provenance": _provenance("classifier", {"classifier": spec}, [data_npz(dataset)]),
     })
     _say(f"classifier {dataset}: held-out accuracy {acc:.4f} ({time.perf_counter() - t0:.1f} s)")
 
@@ -216,7 +221,7 @@ def evaluate(params: dict, name: str, source: str, device: str = "cpu") -> None:
     result = {
         "experiment": name, "dataset": exp.dataset, "objective": exp.objective, "coupling": exp.coupling,
         "seed": exp.seed, "nfe": exp.config["sample"]["steps"], "n": n, "metrics": values,
-        "provenance": artifacts.provenance("evaluate", {"evaluate": spec}, inputs),
+        "provenance": _provenance("evaluate", {"evaluate": spec}, inputs),
     }
     fid_spec = spec["fidelity"]
     if fid_spec["features"] != "none":
@@ -293,7 +298,7 @@ def curve(params: dict, name: str, source: str, device: str = "cpu") -> None:
     artifacts.write_json(run_file(name, "curve.json"), {
         "experiment": name, "dataset": exp.dataset, "objective": exp.objective, "coupling": exp.coupling,
         "seed": exp.seed, "n": n, **summary,
-        "provenance": artifacts.provenance("curve", {"sample": spec, "curve": exp.config["evaluate"]["curve"]},
+        "provenance": _provenance("curve", {"sample": spec, "curve": exp.config["evaluate"]["curve"]},
                                            curve_inputs(params, exp)),
     })
     b, f = summary["best"], summary["final"]
@@ -361,7 +366,7 @@ def theory(params: dict, dataset: str, source: str, progress: bool = True, seed:
     record = {"dataset": dataset, "seed": spec["seed"], "runs": {k: e.name for k, e in exps.items()}, "kernel": kernel,
               "claims": claims, "R_theta": r_values, "tables": {"discrepancy": disc, "transport": trans,
                                                                 "r_theta": r_theta, "theorem1": thm}}
-    provenance = artifacts.provenance("theory", {"theory": spec, "denoiser_network": net},
+    provenance = _provenance("theory", {"theory": spec, "denoiser_network": net},
                                       theory_inputs(params, dataset, spec["seed"]))
     held = sum(c["holds"] for c in claims)
     if not main:
@@ -491,7 +496,7 @@ def report(params: dict, source: str) -> None:
             artifacts.write_bytes(path, report_mod.image_grids_figure(params, ds, points, refs[ds]))
         elif name in runs:
             artifacts.write_bytes(path, _paper_figure(name, runs[name], points, refs))
-    artifacts.write_json(out / "provenance.json", artifacts.provenance(
+    artifacts.write_json(out / "provenance.json", _provenance(
         "report", {"grid": params["grid"], "report": params["report"]},
         [run_file(e.name, "eval.json") for e in P.experiments(params)]))
     _say(f"report: {len(rows)} experiments -> {out}/")
