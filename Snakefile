@@ -16,3 +16,12 @@ rule all:
     input:
         ALL_OUTPUTS,
     default_target: True
+
+
+onsuccess:
+    # The run's outputs recorded in DVC's cache and dvc.lock (issue 13), so that after a params
+    # change `dvc repro` re-runs only what the change touches. Only where this is a DVC project and
+    # dvc.yaml is the one `ctcoupling dag` writes for this run's params.
+    if Path(".dvc").is_dir() and Path("dvc.yaml").is_file() and \
+            Path("dvc.yaml").read_text() == L.dvc_yaml(P.load(PARAMS_FILE), PARAMS_FILE):
+        shell("dvc commit --force --quiet")

@@ -95,6 +95,26 @@ def test_snakemake_smoke_is_deterministic_idempotent_and_equals_dvc(tmp_path):
     assert hc == ha, [k for k in ha if ha[k] != hc.get(k)]
 
 
+@pytest.mark.slow
+def test_snakemake_results_are_dvcs_so_repro_reruns_only_a_change(project):
+    """Issue 13: after the main job (Snakemake) on a DVC project whose dvc.yaml is its params', `dvc
+    status` is clean, and a coupling value changed in params makes `dvc repro --dry` list that
+    coupling's stages and their descendants only."""
+    run(["git", "init", "-q"], project)
+    ctc("dag", "--params", SMOKE, cwd=project)
+    _snakemake(project)
+    assert _status(project) == set()
+    params = yaml.safe_load((project / SMOKE).read_text())
+    params["couplings"]["gc"]["mu"] = 0.3
+    (project / SMOKE).write_text(yaml.safe_dump(params, sort_keys=False))
+    gc = [e.name for e in P.experiments(P.load(project / SMOKE)) if e.coupling == "gc"]
+    assert gc and _status(project) == {f"train-{n}" for n in gc}
+    planned = _ran(run(["dvc", "repro", "--dry"], project).stdout)
+    assert {f"train-{n}" for n in gc} <= planned
+    assert not {s for s in planned if s.split("-", 1)[0] in ("train", "sample", "evaluate", "curve", "prepare")
+                and s.split("-", 1)[1] not in gc}, planned
+
+
 def _ran(output: str) -> set[str]:
     return set(re.findall(r"Running stage '([^']+)'", output))
 
