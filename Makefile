@@ -5,17 +5,18 @@ VENV := .venv
 BIN := $(abspath $(VENV))/bin
 STAMP := $(VENV)/.installed
 CORES ?= all
+PARAMS ?= params/default.yaml
 
 # Offline by design: no DVC analytics or update checks.
 export DVC_NO_ANALYTICS := 1
 export DVC_NO_UPDATE_CHECK := 1
 export PATH := $(BIN):$(PATH)
 
-.PHONY: install run test bench repro lint dag clean
+.PHONY: install run test bench repro pull lint dag clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test]'
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test,slurm]'
 	touch $@
 
 install: $(STAMP)
@@ -32,6 +33,10 @@ bench: $(STAMP)  ## speed goals (pytest-benchmark)
 repro: $(STAMP)  ## the same pipeline with DVC (regenerates dvc.yaml from the params first)
 	$(BIN)/ctcoupling dag --params params/default.yaml
 	$(BIN)/dvc repro
+
+pull: $(STAMP)  ## a clone's artifacts from the DVC remote (docs/cluster.md), up to date for Snakemake too
+	$(BIN)/dvc pull
+	$(BIN)/snakemake --touch --cores 1 --quiet all --config params=$(PARAMS)
 
 lint: $(STAMP)
 	$(BIN)/snakemake --lint

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import time
 
 import numpy as np
@@ -85,8 +86,9 @@ def main() -> None:
     options = {"precision": a.precision or exp.config["train"].get("precision", "fp32"),
                "channels_last": a.channels_last or exp.config["train"].get("channels_last", False),
                "compile": a.compile or exp.config["train"].get("compile", False)}
+    gpus = int(os.environ.get("WORLD_SIZE", "1"))  # the processes this runs as (torchrun for more), not the preset's
     base = P.deep_merge(exp.config, {"train": {"batch": batch, "checkpoint_every": 10**9, "log_every": 10**9,
-                                               "snapshot_every": None, **options}})
+                                               "snapshot_every": None, "gpus": gpus, **options}})
     flops = flops_per_step(base, x, a.device)
     t_warm = timed(P.deep_merge(base, {"train": {"steps": a.warmup}}), x, a.device)
     t_full = timed(P.deep_merge(base, {"train": {"steps": a.warmup + a.steps}}), x, a.device)

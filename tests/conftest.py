@@ -30,7 +30,7 @@ def ctc(*args, cwd, check=True):
 def copy_project(dest: Path) -> Path:
     """The files a user's checkout holds (no outputs), in a fresh directory."""
     dest.mkdir(parents=True)
-    for name in ["Snakefile", "dvc.yaml", ".dvcignore", "params", "workflow", "src"]:
+    for name in ["Snakefile", "dvc.yaml", ".dvcignore", ".gitignore", "params", "workflow", "src"]:
         src = ROOT / name
         if src.is_dir():
             shutil.copytree(src, dest / name, symlinks=True, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
@@ -53,6 +53,15 @@ def tree_hashes(root: Path, dirs=("data", "runs", "analysis")) -> dict[str, str]
 @pytest.fixture
 def project(tmp_path):
     return copy_project(tmp_path / "project")
+
+
+@pytest.fixture(scope="session")
+def smoke_run(tmp_path_factory) -> Path:
+    """A checkout where a local Snakemake run of the smoke params has been made (shared by the tests that
+    compare other routes with it; they must not change it)."""
+    root = copy_project(tmp_path_factory.mktemp("smoke") / "project")
+    run(["snakemake", "--cores", "2", "--config", "params=params/smoke.yaml"], root)
+    return root
 
 
 def write_params(path: Path, base: str = "smoke.yaml", **sections) -> Path:

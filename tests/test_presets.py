@@ -35,6 +35,8 @@ def test_describe_cli_prints_counts():
     p = ctc("describe", "--params", "params/cifar10_ict.yaml", cwd=ROOT)
     assert "55,732,739 parameters (55.73M)" in p.stdout and "N =  1281 for steps 350000-399999" in p.stdout
     assert "vc, encoder small_encoder: 1,562,246 parameters (1.56M)" in p.stdout
+    assert "train job         4 GPU(s) (torchrun, 4 ranks of batch 128), 16 CPU thread(s), 128000 MB, 2880 min" \
+        in p.stdout  # train.gpus, threads and resources.jobs.train of the preset
     js = ctc("describe", "--params", "params/cifar10_gc_net.yaml", "--json", cwd=ROOT)
     rows = yaml.safe_load(js.stdout)
     assert len(rows) == 9 and all(r["network_parameters"] == 34_711_811 for r in rows)
@@ -45,7 +47,8 @@ def test_describe_cli_prints_counts():
 def test_preset_trains_two_steps_on_cpu(name):
     params = P.load(ROOT / "params" / name)
     exp = P.experiments(params)[-1]  # the coupling of the paper (VC or GC)
-    config = P.deep_merge(exp.config, {"train": {"steps": 2, "batch": 2, "checkpoint_every": 10}})
+    # one process here: the preset's train.gpus is how its job is launched (tests/test_training.py runs 2 ranks)
+    config = P.deep_merge(exp.config, {"train": {"steps": 2, "batch": 2, "checkpoint_every": 10, "gpus": 1}})
     shape = describe.data_shape(params, exp.dataset)
     x = np.random.default_rng(0).integers(0, 256, (4, *shape), dtype=np.uint8).astype(np.float32) / 127.5 - 1
     ckpt, log, _ = training.train(config, x, progress=False)

@@ -1,6 +1,9 @@
 """Real Snakemake and DVC runs of the smoke params: one DAG, deterministic, idempotent, exact params."""
 import re
+import shutil
+import sys
 import tomllib
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -59,14 +62,13 @@ def test_both_engines_list_the_same_outputs(project, params_file):
     assert dvc_outputs(project) == expected
 
 
-def _snakemake(project):
-    return run(["snakemake", "--cores", "2", "--config", f"params={SMOKE}"], project)
+def _snakemake(project, dry=False):
+    return run(["snakemake", "--cores", "2", "--config", f"params={SMOKE}"] + (["-n"] if dry else []), project)
 
 
 @pytest.mark.slow
-def test_snakemake_smoke_is_deterministic_idempotent_and_equals_dvc(tmp_path):
-    a, b, c = (copy_project(tmp_path / n) for n in ("a", "b", "c"))
-    _snakemake(a)
+def test_snakemake_smoke_is_deterministic_idempotent_and_equals_dvc(tmp_path, smoke_run):
+    a, (b, c) = smoke_run, (copy_project(tmp_path / n) for n in ("b", "c"))
     _snakemake(b)
     ha, hb = tree_hashes(a), tree_hashes(b)
     expected = set(pipeline.all_outputs(P.load(a / SMOKE)))
@@ -96,14 +98,32 @@ def test_snakemake_smoke_is_deterministic_idempotent_and_equals_dvc(tmp_path):
 
 
 @pytest.mark.slow
-def test_snakemake_results_are_dvcs_so_repro_reruns_only_a_change(project):
+def test_snakemake_results_are_dvcs_shared_through_a_remote_and_rerun_only_on_change(project, tmp_path):
     """Issue 13: after the main job (Snakemake) on a DVC project whose dvc.yaml is its params', `dvc
-    status` is clean, and a coupling value changed in params makes `dvc repro --dry` list that
-    coupling's stages and their descendants only."""
+    status` is clean. `dvc push` to a remote (a local directory here; S3/SSH are the same commands,
+    docs/cluster.md) and a fresh clone's `make pull` (dvc pull, then snakemake --touch) give every
+    artifact bitwise, a clean `dvc status`, and nothing for `dvc repro` or Snakemake to do. A coupling
+    value changed in params makes `dvc repro --dry` list that coupling's stages and their descendants only."""
     run(["git", "init", "-q"], project)
     ctc("dag", "--params", SMOKE, cwd=project)
     _snakemake(project)
     assert _status(project) == set()
+
+    run(["dvc", "remote", "add", "-d", "store", str(tmp_path / "remote")], project)
+    run(["dvc", "push", "-q"], project)
+    shutil.copy2(ROOT / "Makefile", project / "Makefile")
+    run(["git", "add", "-A"], project)
+    run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "smoke run"], project)
+    clone = tmp_path / "clone"
+    run(["git", "clone", "-q", str(project), str(clone)], tmp_path)
+    assert not (clone / "runs").exists()
+    run(["make", "-o", ".venv/.installed", "pull", f"PARAMS={SMOKE}", f"BIN={Path(sys.executable).parent}"], clone)
+    hp, hc = (tree_hashes(d) for d in (project, clone))
+    assert hc == hp and len(hc) >= len(pipeline.all_outputs(P.load(project / SMOKE)))
+    assert _status(clone) == set()
+    assert _ran(run(["dvc", "repro", "--dry"], clone).stdout) == set()
+    again = _snakemake(clone, dry=True)
+    assert "Nothing to be done" in again.stdout + again.stderr, again.stdout[-2000:]
     params = yaml.safe_load((project / SMOKE).read_text())
     params["couplings"]["gc"]["mu"] = 0.3
     (project / SMOKE).write_text(yaml.safe_dump(params, sort_keys=False))

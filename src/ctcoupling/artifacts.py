@@ -97,7 +97,7 @@ def provenance(stage: str, params: dict, inputs: list[str | os.PathLike], code: 
     Content-stable: equal inputs, params and code give an equal record, so provenance never makes
     equal content hash differently. (It used to record the git commit, which changed every JSON
     artifact, and so every DVC hash downstream, at every commit, however little the code changed.)"""
-    from . import __version__
+    from . import __version__, portable
 
     here = Path(__file__).resolve().parent
     return {
@@ -106,6 +106,7 @@ def provenance(stage: str, params: dict, inputs: list[str | os.PathLike], code: 
         "inputs": {str(p): sha256_file(p) for p in inputs},
         "package_version": __version__,
         "code": {m: sha256_file(here / m) for m in code},
+        "cpu_kernels": portable.in_effect(),
     }
 
 

@@ -101,9 +101,13 @@ class BatchOTCoupling(IndependentCoupling):
             self._solver.submit(ot_cost(draws.x, draws.eps).cpu().numpy())
             self._ahead.append((draws.step, draws.x, draws.eps))
         except (OSError, ValueError) as e:
-            print(f"batch-OT: solving assignments in line ({e})", file=sys.stderr)
-            self.prefetch, self._solver = False, None
-            self._ahead.clear()
+            self._solve_in_line(e)
+
+    def _solve_in_line(self, error: Exception) -> None:
+        """The solver process failed: every later step solves in line (the same permutation)."""
+        print(f"batch-OT: solving assignments in line ({error})", file=sys.stderr)
+        self.prefetch, self._solver = False, None
+        self._ahead.clear()
 
     def permutation(self, x: torch.Tensor, eps: torch.Tensor, step: int) -> np.ndarray:
         while self._ahead and self._ahead[0][0] <= step:
@@ -111,9 +115,7 @@ class BatchOTCoupling(IndependentCoupling):
             try:
                 perm = self._solver.result()
             except OSError as e:
-                print(f"batch-OT: solving assignments in line ({e})", file=sys.stderr)
-                self.prefetch, self._solver = False, None
-                self._ahead.clear()
+                self._solve_in_line(e)
                 break
             if ahead_step == step and ahead_x is x and ahead_eps is eps:
                 return perm

@@ -6,6 +6,7 @@ import torch
 from . import networks, objectives
 from . import official as O
 from . import params as P
+from . import pipeline as L
 
 _IMAGE_SHAPES = {"digits": (1, 8, 8), "cifar10": (3, 32, 32), "fashion_mnist": (1, 28, 28)}
 
@@ -45,11 +46,27 @@ def describe(params: dict, only: str | None = None) -> list[dict]:
             "official": run,
             "official_source": O.RUNS[run]["source"] if run else None,
             "deviations": O.deviations(e.config, run, why) if run else None,
+            "train_job": train_job(params, e.config),
             "settings": e.config,
         })
     if only and not rows:
         P.experiment(params, only)  # raises with the list of names
     return rows
+
+
+def train_job(params: dict, config: dict) -> dict:
+    """What the experiment's train job runs on: its processes (train.gpus), GPUs, CPUs, memory, time."""
+    gpus = config["train"]["gpus"]
+    res = L.job_resources(params, "train", gpus)
+    return {"processes": gpus, "gpus": res.get("gpu", 0), "batch_per_process": config["train"]["batch"] // gpus,
+            "launch": L.train_cmd(config), "threads": L.job_threads(params, gpus), "mem_mb": res["mem_mb"],
+            "runtime_min": res["runtime"]}
+
+
+def _job(j: dict) -> str:
+    where = f"{j['gpus']} GPU(s)" if j["gpus"] else "CPU"
+    ranks = f"torchrun, {j['processes']} ranks of batch {j['batch_per_process']}" if j["processes"] > 1 else "1 process"
+    return f"{where} ({ranks}), {j['threads']} CPU thread(s), {j['mem_mb']} MB, {j['runtime_min']} min"
 
 
 def text(rows: list[dict], source: str) -> str:
@@ -68,6 +85,7 @@ def text(rows: list[dict], source: str) -> str:
                 f"({r['encoder_parameters'] / 1e6:.2f}M)" if r["encoder"] else ""),
             f"  training          {t['steps']:,} steps, batch {t['batch']}, {t['optimizer']} lr {t['lr']:g}, "
             f"EMA {_ema(t)}",
+            f"  train job         {_job(r['train_job'])}",
             f"  sampling          {r['settings']['sample']['steps']} step(s), t_mid {r['settings']['sample']['t_mid']}",
             f"  overrides         {', '.join(r['overrides']) or '-'}",
             f"  ignored           {'; '.join(r['ignored']) or '-'}",

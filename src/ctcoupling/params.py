@@ -41,7 +41,7 @@ DEFAULTS = {
     "coupling": {"gc": {"mu_ramp_steps": 0, "prediction_range": None},
                  "vcgc": {"mu_ramp_steps": 0, "prediction_range": None}},
     "train": {"hflip": False, "ema_warmup": None, "ema_update_every": 1, "nonfinite_grad": "abort",
-              "snapshot_every": None},
+              "snapshot_every": None, "gpus": 1},
     "sample": {"ot_pairing": False},
     "evaluate": {"fidelity": {"protocol": "standard"}, "curve": {"n": 1024, "kid_subsets": 100}},
 }

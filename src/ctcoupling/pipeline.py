@@ -17,6 +17,9 @@ from . import params as P
 
 DATA_DIR, RUNS_DIR, ANALYSIS_DIR = "data", "runs", "analysis"
 CMD = "python -m ctcoupling"  # the Snakefile runs the very same command strings
+# torchrun (the same interpreter's) for a train job of G > 1 processes on one node. Multi-node would be
+# torchrun's --nnodes/--rdzv-endpoint with one launch per node: out of scope (docs/cluster.md).
+TORCHRUN = "python -m torch.distributed.run --standalone --nproc_per_node {gpus} -m ctcoupling"
 
 
 def data_npz(ds: str) -> str:
@@ -165,24 +168,25 @@ def report_deps(params: dict) -> list[str]:
 
 
 SRC = "src/ctcoupling"
-# The modules whose math each stage runs (artifacts.py: how it writes them, provenance included): a
+# The modules whose math each stage runs (artifacts.py: how it writes them, provenance included;
+# portable.py: which CPU kernels compute them): a
 # change to one re-runs exactly the stages that use it, and each stage records their sha256.
-CODE = {
-    "prepare": ("artifacts.py", "data.py"),
-    "train": ("artifacts.py", "kernels.py", "networks.py", "objectives.py", "couplings.py", "assignment.py",
+CODE = {stage: ("artifacts.py", "portable.py") + modules for stage, modules in {
+    "prepare": ("data.py",),
+    "train": ("kernels.py", "networks.py", "objectives.py", "couplings.py", "assignment.py",
               "optim.py", "randomness.py", "training.py"),
-    "sample": ("artifacts.py", "kernels.py", "networks.py", "sampling.py", "couplings.py",  # OT re-pairing
+    "sample": ("kernels.py", "networks.py", "sampling.py", "couplings.py",  # OT re-pairing
                "assignment.py"),
-    "classifier": ("artifacts.py", "classifier.py"),
-    "evaluate": ("artifacts.py", "kernels.py", "networks.py", "couplings.py", "assignment.py", "metrics.py",
+    "classifier": ("classifier.py",),
+    "evaluate": ("kernels.py", "networks.py", "couplings.py", "assignment.py", "metrics.py",
                  "fidelity.py", "classifier.py", "sampling.py"),
-    "curve": ("artifacts.py", "kernels.py", "networks.py", "sampling.py", "couplings.py", "assignment.py",
+    "curve": ("kernels.py", "networks.py", "sampling.py", "couplings.py", "assignment.py",
               "metrics.py", "fidelity.py", "classifier.py", "curves.py"),
-    "audit": ("artifacts.py", "audit.py"),
-    "theory": ("artifacts.py", "kernels.py", "networks.py", "couplings.py", "assignment.py", "theory.py",
+    "audit": ("audit.py",),
+    "theory": ("kernels.py", "networks.py", "couplings.py", "assignment.py", "theory.py",
                "measurements.py", "figures.py"),
-    "report": ("artifacts.py", "report.py", "figures.py", "evidence.py", "curves.py", "stats.py"),
-}
+    "report": ("report.py", "figures.py", "evidence.py", "curves.py", "stats.py"),
+}.items()}
 
 
 def code_deps(stage: str) -> list[str]:
@@ -207,6 +211,36 @@ def checkpoint_inputs(config: dict) -> list[str]:
     return out
 
 
+def train_cmd(config: dict) -> str:
+    """The launcher of a train job: the plain command, or torchrun with train.gpus processes."""
+    gpus = config["train"]["gpus"]
+    return CMD if gpus == 1 else TORCHRUN.format(gpus=gpus)
+
+
+GPU_STAGES = ("train", "sample", "evaluate", "curve")
+JOB_DEFAULTS = {"mem_mb": 4000, "runtime": 60}
+
+
+def job_threads(params: dict, processes: int = 1) -> int:
+    """CPUs of one job: `threads` per process (a train job runs train.gpus processes)."""
+    return params["threads"] * processes
+
+
+def job_resources(params: dict, stage: str, processes: int = 1) -> dict:
+    """What one job asks a cluster for, from params' `resources` (Snakemake resources, which the SLURM
+    executor turns into sbatch's --mem, --time, --gpus, --partition, --account). `processes`: a train
+    job's train.gpus, its GPUs where the jobs run on GPUs."""
+    spec = params.get("resources", {})
+    jobs = spec.get("jobs", {})
+    out = {**JOB_DEFAULTS, **jobs.get("default", {}), **jobs.get(stage, {})}
+    if spec.get("gpu") and stage in GPU_STAGES:
+        out["gpu"] = processes
+    for key in ("partition", "account"):
+        if spec.get(key):
+            out[f"slurm_{key}"] = spec[key]
+    return out
+
+
 def stages(params: dict, params_path: str) -> list[Stage]:
     out = []
     for ds in P.dataset_names(params):
@@ -221,7 +255,7 @@ def stages(params: dict, params_path: str) -> list[Stage]:
     for e in P.experiments(params):
         x = e.name
         init = checkpoint_inputs(e.config)
-        out.append(Stage(f"train-{x}", f"{CMD} train --params {params_path} --experiment {x}",
+        out.append(Stage(f"train-{x}", f"{train_cmd(e.config)} train --params {params_path} --experiment {x}",
                          deps=[data_npz(e.dataset)] + init + code_deps("train"), outs=[run_file(x, n) for n in TRAIN_OUTS],
                          params=P.stage_param_keys(params, "train", x)))
         out.append(Stage(f"sample-{x}", f"{CMD} sample --params {params_path} --experiment {x}",

@@ -199,6 +199,10 @@ def train(config: dict, x_train: np.ndarray, state_path: str | Path | None = Non
     (the final ones are the checkpoint's, not stored twice)."""
     seed, spec = config["seed"], config["train"]
     rank, world = distributed()
+    if world != spec["gpus"]:
+        raise UserError(f"train.gpus = {spec['gpus']} but this run has {world} process(es): launch it with "
+                        f"`torchrun --standalone --nproc_per_node {spec['gpus']} -m ctcoupling train ...` (the "
+                        f"pipeline's train stage does), or set train.gpus: {world}")
     if spec["batch"] % world:
         raise UserError(f"train.batch = {spec['batch']} is not divisible by the {world} DDP ranks")
     device = torch.device(device)

@@ -57,3 +57,20 @@ def theory_output(two_d):
     """The theory rule's outputs for the 2-D data sets (with Theorem 1) or for the image sets."""
     names = [ds for ds in L.theory_datasets(PARAMS) if P.is_2d(PARAMS, ds) == two_d]
     return L.theory_files("{dataset,%s}" % ("|".join(names) or "(?!)"), two_d)
+
+
+def experiment_config(wildcards):
+    return EXPERIMENTS[wildcards.experiment].config
+
+
+def processes(wildcards):
+    """A train job's processes (train.gpus: torchrun's ranks)."""
+    return experiment_config(wildcards)["train"]["gpus"]
+
+
+def job_resources(stage):
+    """A rule's cluster resources (memory, time, GPUs, partition) from params' `resources`
+    (ctcoupling.pipeline.job_resources); per experiment for a train job, whose GPUs are train.gpus."""
+    if stage != "train":
+        return L.job_resources(PARAMS, stage)
+    return {k: (lambda w, k=k: L.job_resources(PARAMS, stage, processes(w))[k]) for k in L.job_resources(PARAMS, stage)}

@@ -12,6 +12,8 @@ rule evaluate:
     log:
         "logs/evaluate/{experiment}.log",
     threads: THREADS
+    resources:
+        **job_resources("evaluate"),
     conda:
         "../envs/ctcoupling.yaml"
     shell:
@@ -33,6 +35,8 @@ rule curve:
     log:
         "logs/curve/{experiment}.log",
     threads: THREADS
+    resources:
+        **job_resources("curve"),
     conda:
         "../envs/ctcoupling.yaml"
     shell:

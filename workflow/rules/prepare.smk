@@ -12,6 +12,8 @@ rule prepare:
     log:
         "logs/prepare/{dataset}.log",
     threads: THREADS
+    resources:
+        **job_resources("prepare"),
     conda:
         "../envs/ctcoupling.yaml"
     shell:
@@ -33,6 +35,8 @@ rule classifier:
     log:
         "logs/classifier/{dataset}.log",
     threads: THREADS
+    resources:
+        **job_resources("classifier"),
     conda:
         "../envs/ctcoupling.yaml"
     shell:

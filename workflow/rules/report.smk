@@ -12,6 +12,8 @@ rule report:
     log:
         "logs/report.log",
     threads: THREADS
+    resources:
+        **job_resources("report"),
     conda:
         "../envs/ctcoupling.yaml"
     shell:
@@ -33,6 +35,8 @@ rule audit:
     log:
         "logs/audit.log",
     threads: 1
+    resources:
+        **job_resources("audit"),
     conda:
         "../envs/ctcoupling.yaml"
     shell:

@@ -15,6 +15,8 @@ rule theory:
     log:
         "logs/theory/{dataset}.log",
     threads: THREADS
+    resources:
+        **job_resources("theory"),
     conda:
         "../envs/ctcoupling.yaml"
     shell:
@@ -40,6 +42,8 @@ rule theory_seed:
     log:
         "logs/theory/{dataset}-s{seed}.log",
     threads: THREADS
+    resources:
+        **job_resources("theory"),
     conda:
         "../envs/ctcoupling.yaml"
     shell:

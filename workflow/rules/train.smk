@@ -10,12 +10,14 @@ rule train:
         log="runs/{experiment}/train_log.csv",
         record="runs/{experiment}/train.json",
     params:
-        cmd=CMD,
+        cmd=lambda w: L.train_cmd(experiment_config(w)),  # torchrun where train.gpus > 1
         file=PARAMS_FILE,
         config=resolved(*P.TRAIN_SECTIONS),
     log:
         "logs/train/{experiment}.log",
-    threads: THREADS
+    threads: lambda w: L.job_threads(PARAMS, processes(w))
+    resources:
+        **job_resources("train"),
     conda:
         "../envs/ctcoupling.yaml"
     shell:
@@ -38,6 +40,8 @@ rule sample:
     log:
         "logs/sample/{experiment}.log",
     threads: THREADS
+    resources:
+        **job_resources("sample"),
     conda:
         "../envs/ctcoupling.yaml"
     shell:

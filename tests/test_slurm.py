@@ -1,0 +1,79 @@
+"""The SLURM route for real: a single-node SLURM (slurmctld, slurmd, slurmdbd for sacct) brought up from
+Debian's packages (tests/slurm_cluster.py), the smoke params run through `snakemake --profile` with a
+profile derived from workflow/profiles/slurm, every job through sbatch, the artifacts bitwise equal to a
+local run's. `.ci/run` installs the packages; elsewhere the test skips, saying what to install."""
+import importlib.util
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+import slurm_cluster
+from conftest import ENV, ROOT, copy_project, tree_hashes
+from ctcoupling import params as P
+from ctcoupling import pipeline
+
+SMOKE = "params/smoke.yaml"
+
+
+def _say(request, line: str) -> None:
+    """A line in the test log itself (CI's), not only in captured output."""
+    request.config.pluginmanager.get_plugin("terminalreporter").write_line(line)
+
+
+def test_profile_takes_resources_from_params_only():
+    """The profile sets no resources of its own: params' `resources` are the one source (docs/cluster.md)."""
+    profile = yaml.safe_load((ROOT / "workflow/profiles/slurm/config.yaml").read_text())
+    assert profile["executor"] == "slurm"
+    assert not {"default-resources", "set-resources", "set-threads"} & set(profile)
+    params = P.load(ROOT / "params/cifar10_ict.yaml")
+    [ic] = [e for e in P.experiments(params) if e.coupling == "ic"]
+    gpus = ic.config["train"]["gpus"]
+    assert gpus > 1 and pipeline.job_resources(params, "train", gpus)["gpu"] == gpus
+    assert pipeline.job_threads(params, gpus) == params["threads"] * gpus
+    assert pipeline.job_resources(params, "evaluate")["gpu"] == 1
+    assert "gpu" not in pipeline.job_resources(params, "audit")
+    assert "gpu" not in pipeline.job_resources(P.load(ROOT / SMOKE), "train")  # CPU suites ask for none
+
+
+@pytest.mark.slow
+def test_smoke_params_through_a_real_slurm(tmp_path, request, smoke_run):
+    reason = slurm_cluster.available()
+    if reason:
+        pytest.skip(reason)
+    if importlib.util.find_spec("snakemake_executor_plugin_slurm") is None:
+        pytest.skip("the SLURM executor plugin is not installed: pip install -e '.[slurm]'")
+
+    profile = yaml.safe_load((ROOT / "workflow/profiles/slurm/config.yaml").read_text())
+    profile.update({"use-conda": False,  # the jobs run this venv's python, as the submitter
+                    "latency-wait": 5, "slurm-init-seconds-before-status-checks": 1})
+    (tmp_path / "profile").mkdir()
+    (tmp_path / "profile/config.yaml").write_text(yaml.safe_dump(profile))
+
+    project = copy_project(tmp_path / "project")
+    with slurm_cluster.cluster(tmp_path / "slurm") as c:
+        env = dict(ENV, **{k: v for k, v in c.env.items() if k != "PATH"})
+        env["PATH"] = f"{c.bin_dir}:{Path(sys.executable).parent}:{c.env['PATH']}"
+        p = subprocess.run(["snakemake", "--profile", str(tmp_path / "profile"), "--jobs", str(c.cpus),
+                            "--config", f"params={SMOKE}"], cwd=project, env=env, capture_output=True, text=True)
+        assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-5000:] + c.log_tails()
+        log = p.stdout + p.stderr
+        sbatch_ids = re.findall(r"has been submitted with SLURM jobid (\d+)", log)
+        acct = c.run("sacct", "-X", "-n", "-P", "-a", "--format=JobID,JobName,Partition,AllocCPUS,ReqMem,State",
+                     "-S", "2000-01-01").stdout.splitlines()
+    jobs = [ln.split("|") for ln in acct if ln]
+    expected = set(pipeline.all_outputs(P.load(project / SMOKE)))
+    n_jobs = int(re.search(r"(\d+) of \1 steps \(100%\) done", log).group(1))
+    n_local = len(re.findall(r"^localrule ", log, re.M))  # `all`: a target, nothing to run
+    assert n_local == 1 and len(sbatch_ids) == n_jobs - 1, f"{len(sbatch_ids)} sbatch ids for {n_jobs} jobs"
+    assert {j[0] for j in jobs} >= set(sbatch_ids) and all(j[-1] == "COMPLETED" for j in jobs
+                                                             if j[0] in sbatch_ids), acct
+    _say(request, f"\nSLURM: {len(sbatch_ids)} jobs through sbatch, job ids {sbatch_ids[0]}..{sbatch_ids[-1]}; "
+                  f"sacct: {sum(j[-1] == 'COMPLETED' for j in jobs)} COMPLETED, e.g. {'|'.join(jobs[0])}")
+
+    hs, hl = tree_hashes(project), tree_hashes(smoke_run)  # a local Snakemake run's
+    assert set(hs) == expected and hs == hl, [k for k in hl if hl[k] != hs.get(k)]
+    _say(request, f"SLURM vs local run: {len(hs)} artifacts, sha256 all equal")
