@@ -69,6 +69,23 @@ def test_kl_scale_rule_picks_the_best_sampler_among_the_separated():
     assert evidence.select_kl_scale(table.assign(mode_accuracy=0.5)) is None
 
 
+def test_kl_scale_selection_changes_the_main_runs_only_when_significantly_better():
+    couplings = {"vc": {"kind": "vc", "kl_scale": 3}, "vc_kl1": {"kind": "vc", "kl_scale": 1}}
+
+    def results(w2_kl1, w2_kl3):
+        rows = [{"dataset": "d", "objective": "ict", "coupling": c, "seed": s, "w2": w}
+                for c, ws in (("vc_kl1", w2_kl1), ("vc", w2_kl3)) for s, w in enumerate(ws)]
+        return pd.DataFrame(rows)
+
+    close = evidence._kl_decision(results([0.14, 0.16, 0.15], [0.15, 0.17, 0.16]), couplings, "d", "ict", 1.0, 3.0)
+    assert close.endswith("not significantly lower, so the main runs' kl_scale stands.") and "3/3 seeds" in close
+    far = evidence._kl_decision(results([0.10, 0.11, 0.10], [0.20, 0.21, 0.22]), couplings, "d", "ict", 1.0, 3.0)
+    assert far.endswith("significantly lower, change `couplings.vc.kl_scale`.")
+    one = evidence._kl_decision(results([0.10], [0.20, 0.21, 0.22]), couplings, "d", "ict", 1.0, 3.0)
+    assert "too few seeds" in one
+    assert evidence._kl_decision(results([0.1], [0.2]), couplings, "d", "ict", 3.0, 3.0).endswith("use it.")
+
+
 def test_claim_with_one_seed_is_not_tested():
     row = evidence.claim_row("d", "X beats Y", "w2", np.array([1.0]), np.array([2.0]))
     assert row["verdict"] == "not tested" and row["p"] == "–"
