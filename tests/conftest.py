@@ -73,3 +73,10 @@ def write_params(path: Path, base: str = "smoke.yaml", **sections) -> Path:
         params[section].update(update)
     path.write_text(yaml.safe_dump(params, sort_keys=False))
     return path
+
+
+def say(request, line: str) -> None:
+    """A line in the test session's own output (CI's log), past pytest's capture of the test."""
+    capture = request.config.pluginmanager.getplugin("capturemanager")
+    with capture.global_and_fixture_disabled():
+        request.config.pluginmanager.get_plugin("terminalreporter").write_line(line)

@@ -12,16 +12,11 @@ import pytest
 import yaml
 
 import slurm_cluster
-from conftest import ENV, ROOT, copy_project, tree_hashes
+from conftest import ENV, ROOT, copy_project, say, tree_hashes
 from ctcoupling import params as P
 from ctcoupling import pipeline
 
 SMOKE = "params/smoke.yaml"
-
-
-def _say(request, line: str) -> None:
-    """A line in the test log itself (CI's), not only in captured output."""
-    request.config.pluginmanager.get_plugin("terminalreporter").write_line(line)
 
 
 def test_profile_takes_resources_from_params_only():
@@ -71,9 +66,9 @@ def test_smoke_params_through_a_real_slurm(tmp_path, request, smoke_run):
     assert n_local == 1 and len(sbatch_ids) == n_jobs - 1, f"{len(sbatch_ids)} sbatch ids for {n_jobs} jobs"
     assert {j[0] for j in jobs} >= set(sbatch_ids) and all(j[-1] == "COMPLETED" for j in jobs
                                                              if j[0] in sbatch_ids), acct
-    _say(request, f"\nSLURM: {len(sbatch_ids)} jobs through sbatch, job ids {sbatch_ids[0]}..{sbatch_ids[-1]}; "
+    say(request, f"\nSLURM: {len(sbatch_ids)} jobs through sbatch, job ids {sbatch_ids[0]}..{sbatch_ids[-1]}; "
                   f"sacct: {sum(j[-1] == 'COMPLETED' for j in jobs)} COMPLETED, e.g. {'|'.join(jobs[0])}")
 
     hs, hl = tree_hashes(project), tree_hashes(smoke_run)  # a local Snakemake run's
     assert set(hs) == expected and hs == hl, [k for k in hl if hl[k] != hs.get(k)]
-    _say(request, f"SLURM vs local run: {len(hs)} artifacts, sha256 all equal")
+    say(request, f"SLURM vs local run: {len(hs)} artifacts, sha256 all equal")

@@ -23,6 +23,7 @@ artifact's provenance. GPU kernels are not affected (bitwise reproducibility is 
 from __future__ import annotations
 
 import os
+import tempfile
 
 PINS = {
     "ATEN_CPU_CAPABILITY": "avx2",
@@ -35,11 +36,17 @@ OPT_OUT = "CTCOUPLING_NATIVE_CPU"
 
 
 def pin(environ=os.environ) -> None:
-    """Fill in the pins that `environ` does not set already (nothing under CTCOUPLING_NATIVE_CPU=1)."""
+    """Fill in the pins that `environ` does not set already (nothing under CTCOUPLING_NATIVE_CPU=1).
+
+    torch.compile's CPU kernels get a cache of their own: inductor's cache key leaves out
+    ATEN_CPU_CAPABILITY, and a kernel cached by a native (AVX-512) run and loaded by a pinned one gave
+    NaN losses here, the other way round a crash (torch 2.14.1)."""
     if environ.get(OPT_OUT, "") not in ("", "0"):
         return
     for key, value in PINS.items():
         environ.setdefault(key, value)
+    environ.setdefault("TORCHINDUCTOR_CACHE_DIR",
+                       os.path.join(tempfile.gettempdir(), f"torchinductor_{os.getuid()}_{PINS['ATEN_CPU_CAPABILITY']}"))
 
 
 def in_effect(environ=os.environ) -> dict[str, str | None]:
