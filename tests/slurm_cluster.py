@@ -27,7 +27,7 @@ On exit every daemon started here is stopped (SIGTERM, then SIGKILL), and so are
 any job step processes (``slurmstepd`` and its children) it left behind; nothing
 else is touched. Needs root (``SlurmUser=root``), which is what a CI container has.
 
-Only the Python standard library is used; no project imports.
+Only the Python standard library is used (and tests/proctree.py); no project imports.
 """
 
 from __future__ import annotations
@@ -47,6 +47,8 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
+
+from proctree import ppid_map, with_descendants
 
 APT_PACKAGES = ("slurm-wlm", "slurmdbd", "munge", "mariadb-server", "mariadb-client")
 APT_COMMAND = "apt-get update && apt-get install -y --no-install-recommends " + " ".join(APT_PACKAGES)
@@ -173,38 +175,14 @@ def _proc_environ(pid: int) -> bytes:
         return b""
 
 
-def _ppid_map() -> dict[int, int]:
-    out = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as f:
-                stat = f.read()
-            out[int(entry)] = int(stat.rsplit(")", 1)[1].split()[1])
-        except (OSError, IndexError, ValueError):
-            pass
-    return out
-
-
 def _pids_marked(marker: bytes) -> set[int]:
     """Live processes whose environment holds the NUL-delimited entry `marker`."""
     me = os.getpid()
     found = set()
-    for pid in _ppid_map():
+    for pid in ppid_map():
         if pid != me and marker in _proc_environ(pid).split(b"\0"):
             found.add(pid)
     return found
-
-
-def _with_descendants(roots: set[int]) -> set[int]:
-    ppid = _ppid_map()
-    out, frontier = set(roots), set(roots)
-    while frontier:
-        frontier = {p for p, pp in ppid.items() if pp in frontier and p not in out}
-        out |= frontier
-    out.discard(os.getpid())
-    return out
 
 
 def _kill_all(pids: set[int], timeout: float = 5.0) -> None:
@@ -539,7 +517,7 @@ def _teardown(daemons: list[_Daemon], env: dict[str, str], marker: bytes) -> Non
     for d in reversed(daemons):
         _stop(d)
     # slurmstepd and job processes are not our children (slurmd double-forks them)
-    _kill_all(_with_descendants(_pids_marked(marker)))
+    _kill_all(with_descendants(_pids_marked(marker)))
 
 
 def _stop(d: _Daemon, grace: float = 15.0) -> None:
@@ -566,4 +544,4 @@ def _kill_stale(workdir: Path, run_dir: Path) -> None:
                 stale.add(pid)
     stale |= _pids_marked(marker)
     if stale:
-        _kill_all(_with_descendants(stale))
+        _kill_all(with_descendants(stale))

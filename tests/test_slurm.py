@@ -66,7 +66,7 @@ def test_smoke_params_through_a_real_slurm(tmp_path, request, smoke_run):
     assert n_local == 1 and len(sbatch_ids) == n_jobs - 1, f"{len(sbatch_ids)} sbatch ids for {n_jobs} jobs"
     assert {j[0] for j in jobs} >= set(sbatch_ids) and all(j[-1] == "COMPLETED" for j in jobs
                                                              if j[0] in sbatch_ids), acct
-    say(request, f"\nSLURM: {len(sbatch_ids)} jobs through sbatch, job ids {sbatch_ids[0]}..{sbatch_ids[-1]}; "
+    say(request, f"\nSLURM: {len(sbatch_ids)} jobs through sbatch, job ids {min(map(int, sbatch_ids))}..{max(map(int, sbatch_ids))}; "
                   f"sacct: {sum(j[-1] == 'COMPLETED' for j in jobs)} COMPLETED, e.g. {'|'.join(jobs[0])}")
 
     hs, hl = tree_hashes(project), tree_hashes(smoke_run)  # a local Snakemake run's

@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from conftest import ENV, ctc, write_params
+from proctree import with_descendants
 from ctcoupling import optim, training
 from ctcoupling import params as P
 from ctcoupling.errors import UserError
@@ -121,23 +122,6 @@ def test_resume_refuses_a_state_from_other_settings(tmp_path):
         training.train(config, x, state, resume=True, progress=False)
 
 
-def _descendants(pid: int) -> list[int]:
-    """pid and every process below it (from /proc), parents first."""
-    children = {}
-    for d in os.listdir("/proc"):
-        if d.isdigit():
-            try:
-                stat = open(f"/proc/{d}/stat").read()
-            except OSError:
-                continue
-            children.setdefault(int(stat.rsplit(")", 1)[1].split()[1]), []).append(int(d))
-    out, todo = [], [pid]
-    while todo:
-        out.append(todo.pop())
-        todo += children.get(out[-1], [])
-    return out
-
-
 def _launch(cwd, extra=(), background=False):
     """The train stage's command exactly as the pipeline (dvc.yaml, the Snakefile) writes it: torchrun
     (`python -m torch.distributed.run --standalone --nproc_per_node G -m ctcoupling`) where train.gpus > 1."""
@@ -186,7 +170,7 @@ def test_two_ranks_through_the_launcher_match_one_and_resume_bitwise(tmp_path):
     while not (run / "train_state.pt").exists() and time.time() < deadline and proc.poll() is None:
         time.sleep(0.05)
     time.sleep(0.3)
-    workers = _descendants(proc.pid)  # torchrun's ranks run in sessions of their own
+    workers = with_descendants({proc.pid})  # torchrun's ranks run in sessions of their own
     assert len(workers) >= 3, "the run finished before it could be killed"  # bash, torchrun, 2 ranks
     for pid in workers:
         os.kill(pid, signal.SIGKILL)
