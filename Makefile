@@ -12,7 +12,7 @@ export DVC_NO_ANALYTICS := 1
 export DVC_NO_UPDATE_CHECK := 1
 export PATH := $(BIN):$(PATH)
 
-.PHONY: install run test bench repro pull lint dag clean
+.PHONY: install run test bench repro pull report lint dag clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -37,6 +37,9 @@ repro: $(STAMP)  ## the same pipeline with DVC (regenerates dvc.yaml from the pa
 pull: $(STAMP)  ## a clone's artifacts from the DVC remote (docs/cluster.md), up to date for Snakemake too
 	$(BIN)/dvc pull
 	$(BIN)/snakemake --touch --cores 1 --quiet all --config params=$(PARAMS)
+
+report: $(STAMP)  ## the Snakemake report of the last run: report.html (every analysis/ figure and table, captioned)
+	$(BIN)/snakemake --report report.html --config params=$(PARAMS)
 
 lint: $(STAMP)
 	$(BIN)/snakemake --lint

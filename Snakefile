@@ -4,6 +4,9 @@
 #   snakemake --cores all --use-conda                      # workflow/envs/ctcoupling.yaml
 #   snakemake --profile workflow/profiles/slurm            # SLURM cluster
 
+report: "workflow/report/workflow.rst"  # `snakemake --report report.html`: every analysis/ figure and table
+
+
 include: "workflow/rules/common.smk"
 include: "workflow/rules/prepare.smk"
 include: "workflow/rules/train.smk"

@@ -41,12 +41,25 @@ def copy_project(dest: Path) -> Path:
     return dest
 
 
+TIMESTAMP = ".snakemake_timestamp"  # Snakemake's empty marker in a directory output (.dvcignore'd)
+
+
 def tree_hashes(root: Path, dirs=("data", "runs", "analysis")) -> dict[str, str]:
     out = {}
     for d in dirs:
         for p in sorted((root / d).rglob("*")):
-            if p.is_file():
+            if p.is_file() and p.name != TIMESTAMP:
                 out[str(p.relative_to(root))] = hashlib.sha256(p.read_bytes()).hexdigest()
+    return out
+
+
+def output_files(root: Path, outputs) -> set[str]:
+    """The files that declared outputs hold: a file output itself, a directory output every file in it."""
+    out = set()
+    for o in outputs:
+        p = root / o
+        out |= {str(f.relative_to(root)) for f in p.rglob("*") if f.is_file() and f.name != TIMESTAMP} \
+            if p.is_dir() else {o}
     return out
 
 

@@ -10,7 +10,7 @@ import pytest
 import torch
 import yaml
 
-from conftest import ROOT, copy_project, ctc, run, tree_hashes
+from conftest import ROOT, copy_project, ctc, output_files, run, tree_hashes
 from ctcoupling import params as P
 from ctcoupling import pipeline
 
@@ -71,7 +71,7 @@ def test_snakemake_smoke_is_deterministic_idempotent_and_equals_dvc(tmp_path, sm
     a, (b, c) = smoke_run, (copy_project(tmp_path / n) for n in ("b", "c"))
     _snakemake(b)
     ha, hb = tree_hashes(a), tree_hashes(b)
-    expected = set(pipeline.all_outputs(P.load(a / SMOKE)))
+    expected = output_files(a, pipeline.all_outputs(P.load(a / SMOKE)))
     assert set(ha) == expected
     assert ha == hb, [k for k in ha if ha[k] != hb.get(k)]
     # the curve stage: one point per snapshot of every experiment, at the snapshots' steps

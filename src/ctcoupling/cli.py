@@ -39,6 +39,7 @@ def _setup(params_path: str, torch_needed: bool = False) -> dict:
     from . import params as P
 
     params = P.load(params_path)
+    _check_dvc_stage(params, params_path)
     threadpool_limits(params["threads"])
     if torch_needed:
         import torch
@@ -46,6 +47,26 @@ def _setup(params_path: str, torch_needed: bool = False) -> dict:
         torch.set_num_threads(params["threads"])
         enable_fast_cuda()
     return params
+
+
+def _check_dvc_stage(params: dict, params_path: str) -> None:
+    """Under DVC (`dvc repro`, `dvc exp run`; DVC sets DVC_STAGE and DVC_ROOT), refuse to run when dvc.yaml
+    is not the one `ctcoupling dag` writes for these params: a change to the grid's shape (`grid`,
+    `datasets`, `overrides`, `train.gpus`, e.g. by `dvc exp run -S`) adds or removes stages, which DVC
+    cannot see in a dvc.yaml written before it."""
+    import os
+
+    from . import pipeline
+
+    root = os.environ.get("DVC_ROOT")
+    if not os.environ.get("DVC_STAGE") or not root:
+        return
+    path = Path(root, "dvc.yaml")
+    if path.is_file() and path.read_text() != pipeline.dvc_yaml(params, params_path):
+        raise UserError(f"dvc.yaml is out of date with {params_path} (a change to `grid`, `datasets`, `overrides` "
+                        "or `train.gpus` changes the stages): run `ctcoupling dag --params "
+                        f"{params_path}` and commit dvc.yaml, then `dvc repro` / `dvc exp run` again (with "
+                        "`dvc exp run -S`, set such a key in the params file first)")
 
 
 def _device(name: str) -> str:
@@ -75,7 +96,7 @@ def _cmd_train(a):
     from . import stages
 
     stages.train(_setup(a.params, torch_needed=True), a.experiment, a.params, progress=not a.quiet,
-                 resume=a.resume, device=_device(a.device))
+                 resume=a.resume, device=_device(a.device), tensorboard=a.tensorboard)
 
 
 def _cmd_sample(a):
@@ -178,8 +199,12 @@ def parser() -> argparse.ArgumentParser:
 
     add("prepare", _cmd_prepare, "prepare one data set: data/DATASET.npz and its manifest data/DATASET.json",
         dataset=True)
-    t = add("train", _cmd_train, "train one experiment: runs/EXP/model.pt, snapshots.pt, train_log.csv, train.json "
-            "(multi-GPU: torchrun --nproc_per_node N -m ctcoupling train ...)", experiment=True, quiet=True)
+    t = add("train", _cmd_train, "train one experiment: runs/EXP/model.pt, snapshots.pt, dvclive/ (the log, "
+            "through DVCLive), train.json (multi-GPU: torchrun --nproc_per_node N -m ctcoupling train ...)",
+            experiment=True, quiet=True)
+    t.add_argument("--tensorboard", metavar="DIR", default=None,
+                   help="also log each row to TensorBoard under DIR/EXP as training goes (default: the "
+                        "CTCOUPLING_TENSORBOARD environment variable; off without it); never a pipeline output")
     t.add_argument("--resume", action="store_true",
                    help="continue from runs/EXP/train_state.pt (written every train.checkpoint_every steps)")
     add("sample", _cmd_sample, "draw samples from a trained experiment: runs/EXP/samples.npz, sample.json",

@@ -20,8 +20,7 @@ from . import curves as C
 from . import params as P
 from . import stats
 
-MAIN = ("ic", "ot", "vc", "gc", "vcgc")
-LABEL = {"ic": "IC", "ot": "OT", "vc": "VC", "gc": "GC", "vcgc": "VC+GC"}
+MAIN, LABEL = P.MAIN, P.LABEL
 SEPARATED = 0.6  # mode accuracy on z above which the two modes' posteriors count as distinct
 UNCONVERGED = 0.05  # a curve whose mean falls by more than this fraction over its last quarter
 
@@ -461,6 +460,25 @@ def confounds_markdown(confounds: list[dict]) -> str:
             + "\n".join(lines) + "\n\n")
 
 
+def claim_sections(results: pd.DataFrame, curves: pd.DataFrame, couplings: dict,
+                   ablations: list[dict] = ()) -> list[tuple[str, str, list[dict]]]:
+    """(key, title, rows) of the claims over seeds in claims.md's order; the key names the figure topic
+    whose caption in the Snakemake report quotes them (`verdicts_rst`)."""
+    return [("vct_fig1", "VCT Fig. 1: the two-Gaussian set", vct_fig1_claims(results, curves)),
+            ("samples", "Final sample quality", pairwise_claims(results, curves, ablations)),
+            ("speed", "Convergence speed (GC paper Fig. 5)", speed_claims(curves, results)),
+            ("mu", "GC's mu sweep (GC paper Fig. 5)", mu_claims(curves, results, couplings))]
+
+
+def kl_decisions(results: pd.DataFrame, couplings: dict) -> list[tuple[pd.DataFrame, str]]:
+    """Per (data set, objective) of VC's kl_scale ablation: its table and the decision in words."""
+    out = []
+    configured = float(couplings["vc"]["kl_scale"]) if "vc" in couplings else None
+    for (ds, obj), t in kl_sweep_table(results, couplings).groupby(["dataset", "objective"]):
+        out.append((t, f"{ds} / {obj}: " + _kl_decision(results, couplings, ds, obj, select_kl_scale(t), configured)))
+    return out
+
+
 def claims_markdown(results: pd.DataFrame, curves: pd.DataFrame, couplings: dict, theory: list[dict],
                     source: str, ablations: list[dict] = (), confounds: list[dict] = (),
                     theory_seeds: dict[str, list[dict]] | None = None) -> str:
@@ -473,11 +491,7 @@ def claims_markdown(results: pd.DataFrame, curves: pd.DataFrame, couplings: dict
             "claimed direction), contradicted (significant against it), not significant. The diagnosis gives "
             "the measurements that bear on a claim that does not hold: whether the curves had flattened "
             "(analysis/curves_*.png), whether VC's posteriors separate the modes. Fewer than 3 seeds: no test.\n\n")
-    sections = [("VCT Fig. 1: the two-Gaussian set", vct_fig1_claims(results, curves)),
-                ("Final sample quality", pairwise_claims(results, curves, ablations)),
-                ("Convergence speed (GC paper Fig. 5)", speed_claims(curves, results)),
-                ("GC's mu sweep (GC paper Fig. 5)", mu_claims(curves, results, couplings))]
-    for title, rows in sections:
+    for _, title, rows in claim_sections(results, curves, couplings, ablations):
         text += f"## {title}\n\n" + markdown_table(rows) + "\n"
     text += confounds_markdown(list(confounds))
     if ablations:
@@ -485,8 +499,8 @@ def claims_markdown(results: pd.DataFrame, curves: pd.DataFrame, couplings: dict
                  "Each variant differs from its reference runs (same data set and seeds) in the settings named; "
                  "the claim is that the change helps, tested as above.\n\n"
                  + markdown_table(ablation_claims(results, curves, ablations)) + "\n")
-    kl = kl_sweep_table(results, couplings)
-    if not kl.empty:
+    kl = kl_decisions(results, couplings)
+    if kl:
         text += ("## VC's kl_scale (the ablation that sets it)\n\n"
                  f"Rule, stated before the runs: among the kl_scales whose posteriors tell the two modes apart "
                  f"(mean mode accuracy of a logistic regression on z >= {SEPARATED}), the one with the lowest mean "
@@ -496,10 +510,43 @@ def claims_markdown(results: pd.DataFrame, curves: pd.DataFrame, couplings: dict
                  "lower on the seeds (Welch, alpha 0.05); otherwise the data cannot tell the two apart and the "
                  "main runs' value stands. (Added after a float-level re-run of every run, the CPU-kernel change "
                  "of issue 13, flipped the selection made from one seed per point.)\n\n")
-        for (ds, obj), t in kl.groupby(["dataset", "objective"]):
-            chosen = select_kl_scale(t)
-            configured = float(couplings["vc"]["kl_scale"]) if "vc" in couplings else None
+        for t, decision in kl:
             text += markdown_table([{k: (f"{v:.3g}" if isinstance(v, float) else v) for k, v in r.items()}
                                     for r in t.to_dict("records")])
-            text += f"\n{ds} / {obj}: " + _kl_decision(results, couplings, ds, obj, chosen, configured) + "\n\n"
+            text += f"\n{decision}\n\n"
     return text + (theory_sections(theory, theory_seeds) if theory else "")
+
+
+def _rst(text: str) -> str:
+    """Plain text safe inside reStructuredText (no accidental emphasis, references or substitutions)."""
+    for c in "\\*`|_":
+        text = text.replace(c, "\\" + c)
+    return text
+
+
+def _verdict_line(r: dict) -> str:
+    effect = (f"a - b {r['effect a - b [95% CI]']}" if "effect a - b [95% CI]" in r
+              else f"per seed {r.get('per seed', '–')}")
+    return (f"- {_rst(r['data set'])}: {_rst(r['claim'])} ({_rst(r['metric'])}): **{r['verdict']}** "
+            f"(a {_rst(r['a'])}, b {_rst(r['b'])}; {_rst(effect)}; p {r['p']}; seeds {r['seeds']})")
+
+
+def verdicts_rst(results: pd.DataFrame, curves: pd.DataFrame, couplings: dict, ablations: list[dict] = (),
+                 theory_seeds: dict[str, list[dict]] | None = None) -> str:
+    """analysis/verdicts.rst: the verdicts of claims.md under the key of the figure topic that shows them,
+    each between `.. [verdicts: key]` and `.. [end: key]`; the captions of the Snakemake report
+    (workflow/report/*.rst) include their section with reStructuredText's `include` (a caption template
+    sees the job, not the results, so the verdicts come through this file). Every key is always present."""
+    sections = {key: rows for key, _, rows in claim_sections(results, curves, couplings, ablations)}
+    sections["ablations"] = ablation_claims(results, curves, ablations) if ablations else []
+    lines = {key: [_verdict_line(r) for r in rows] for key, rows in sections.items()}
+    lines["kl"] = [f"- {_rst(decision)}" for _, decision in kl_decisions(results, couplings)]
+    for ds, recs in (theory_seeds or {}).items():
+        lines[f"theory {ds}"] = [_verdict_line(r) for r in theory_seed_claims({ds: recs})]
+    text = (".. Generated by `ctcoupling report` from the claims of analysis/claims.md (3 seeds or more: "
+            "Welch t at alpha 0.05); included by the report's captions.\n\n")
+    for key, body in lines.items():
+        body = body or ["No claim of this kind is tested on this grid (it needs the runs and at least 2 seeds)."]
+        text += f".. [verdicts: {key}]\n\n**Verdicts** (analysis/claims.md):\n\n" + "\n".join(body)
+        text += f"\n\n.. [end: {key}]\n\n"
+    return text

@@ -258,7 +258,7 @@ def kl_scale_figure(table, selected: float | None, configured: float | None, sep
             ax.axvline(selected, c="C2", lw=1.5, alpha=0.4, label=f"selected kl_scale = {selected:g}")
         if configured is not None and configured != selected:
             ax.axvline(configured, c="C3", lw=1, ls="-.", label=f"configured kl_scale = {configured:g}")
-        ax.set(xscale="log", xlabel="kl_scale (beta = kl_scale x the largest-time weight)")
+        ax.set(xscale="log", xlabel="kl_scale\n(beta = kl_scale x the largest-time weight)")
         ax.legend(fontsize=6)
     seeds = ", ".join(f"{k:g}: {n}" for k, n in zip(table["kl_scale"], table["seeds"]))
     fig.suptitle(f"{table['dataset'].iloc[0]} / {table['objective'].iloc[0]}: kl_scale ablation, seed means "

@@ -387,6 +387,10 @@ def sweeps(params: dict) -> dict[str, list[tuple[str, str]]]:
             "kl": [k for k, v in found["kl"].items() if len(v) >= 2]}
 
 
+MAIN = ("ic", "ot", "vc", "gc", "vcgc")  # the coupling kinds, in the order tables and figures show them
+LABEL = {"ic": "IC", "ot": "OT", "vc": "VC", "gc": "GC", "vcgc": "VC+GC"}
+
+
 def is_main(e: Experiment) -> bool:
     """A run of the main names: objective and coupling named as their kinds (not a sweep's gc_mu1 or
     an ablation's ict_s320), the runs the samples and curves figures show."""

@@ -44,11 +44,18 @@ def classifier_record(ds: str) -> str:
 
 REGISTRY = "params/published_fids.yaml"
 AUDIT_MD, AUDIT_CSV = f"{ANALYSIS_DIR}/audit.md", f"{ANALYSIS_DIR}/audit.csv"
-TRAIN_OUTS = ("model.pt", "snapshots.pt", "train_log.csv", "train.json")
+# The training log, through DVCLive (ctcoupling.trainlog): its histories (a directory) and its summary, the
+# train stage's metrics (`dvc exp show`, `dvc metrics diff`).
+TRAIN_OUTS = ("model.pt", "snapshots.pt", "dvclive/plots", "train.json")
+TRAIN_METRICS = ("dvclive/metrics.json",)
 SAMPLE_OUTS = ("samples.npz", "samples.png", "sample.json")
 EVALUATE_OUTS = ("eval.json",)
 CURVE_OUTS = ("curve.csv", "curve.json")
-REPORT_OUTS = ("results.csv", "results.md", "metrics.json", "provenance.json")
+REPORT_OUTS = ("results.csv", "results.md", "metrics.json", "provenance.json", "verdicts.rst")
+PLOTS_DIR = f"{ANALYSIS_DIR}/plots"  # the data of dvc.yaml's plots (ctcoupling.plotdata)
+# DVC's stock `linear` template colours by git revision and dashes the series, which leaves a plot of one
+# revision in one colour; this one (Vega-Lite, DVC's anchors) colours the series and dashes the revisions.
+PLOT_TEMPLATE = "workflow/report/dvc_series.json"
 
 
 def figure_runs(params: dict) -> dict[str, dict[str, P.Experiment]]:
@@ -83,7 +90,89 @@ def report_outs(params: dict) -> list[str]:
     found = P.sweeps(params)
     figures += ["gc_mu_sweep.png"] * bool(found["mu"]) + ["vc_kl_scale.png"] * bool(found["kl"])
     figures += ["ablations.png"] * bool(P.ablations(params))
-    return [f"{ANALYSIS_DIR}/{n}" for n in REPORT_OUTS + ("curves.csv", "claims.md") + tuple(figures)]
+    return ([f"{ANALYSIS_DIR}/{n}" for n in REPORT_OUTS + ("curves.csv", "claims.md") + tuple(figures)] +
+            list(plot_specs(params)))
+
+
+def plot_specs(params: dict) -> dict[str, dict]:
+    """dvc.yaml's top-level `plots:` (path -> DVC plot properties): each data set's training curves (all
+    couplings in one plot), GC's mu sweep, R~_t and c(t) per coupling for each theory data set. The report
+    stage writes the files (ctcoupling.plotdata), with exactly these columns."""
+    from . import plotdata as D
+
+    used = {e.dataset for e in P.experiments(params)}
+    out = {}
+    for ds in [ds for ds in P.dataset_names(params) if ds in used]:
+        metric = D.curve_metric(params, ds)
+        out[f"{PLOTS_DIR}/curves_{ds}.csv"] = {
+            "title": f"{ds}: {metric} vs training step (seed mean)", "x": "step",
+            "y": [col for _, _, col in D.curve_series(params, ds)], "x_label": "training step", "y_label": metric}
+    mu = D.mu_series(params)
+    if mu:
+        ds, obj, series = mu
+        metric = D.curve_metric(params, ds)
+        out[f"{PLOTS_DIR}/gc_mu_sweep.csv"] = {
+            "title": f"GC's mu sweep, {ds} / {obj}: {metric} vs step (seed mean; mu = 0 is IC)", "x": "step",
+            "y": [col for _, col in series], "x_label": "training step", "y_label": metric}
+    for ds in theory_datasets(params):
+        out[f"{PLOTS_DIR}/discrepancy_{ds}.csv"] = {
+            "title": f"{ds}: R~_t vs t (denoiser estimator, GC paper Fig. 2)", "x": "t",
+            "y": D.theory_series(params, ds, "discrepancy"), "x_label": "t", "y_label": "R~_t"}
+        out[f"{PLOTS_DIR}/transport_{ds}.csv"] = {
+            "title": f"{ds}: transport cost c(t) (GC paper Fig. 3; IC, OT, VC: constant)", "x": "t",
+            "y": D.theory_series(params, ds, "transport"), "x_label": "t", "y_label": "c(t)"}
+    return {path: {"template": PLOT_TEMPLATE, **spec} for path, spec in out.items()}
+
+
+ACROSS = "All data sets"  # the report's category of what compares data sets
+# analysis/ file -> (caption in workflow/report/, topic: the report's subcategory). Exact names first,
+# then the per-data-set names by prefix (the theory rule's names hold the `{dataset}` wildcard).
+REPORTED = {"results.csv": ("results.rst", "Results"), "results.md": ("results.rst", "Results"),
+            "curves.csv": ("curves_table.rst", "Training curves"), "claims.md": ("claims.rst", "Claims"),
+            "audit.md": ("audit.rst", "Audit"), "audit.csv": ("audit.rst", "Audit"),
+            "samples_2d.png": ("samples_2d.rst", "Samples"), "vct_fig1.png": ("vct_fig1.rst", "Samples"),
+            "gc_pairs.png": ("gc_pairs.rst", "Samples"), "ablations.png": ("ablations.rst", "Sweeps and ablations"),
+            "gc_mu_sweep.png": ("gc_mu_sweep.rst", "Sweeps and ablations"),
+            "vc_kl_scale.png": ("vc_kl_scale.rst", "Sweeps and ablations"),
+            "plots/gc_mu_sweep.csv": ("plot_data.rst", "Sweeps and ablations")}
+REPORTED_PREFIX = {"samples_": ("samples_images.rst", "Samples"), "curves_": ("curves.rst", "Training curves"),
+                   "plots/curves_": ("plot_data.rst", "Training curves"),
+                   "plots/discrepancy_": ("plot_data.rst", "Theory"), "plots/transport_": ("plot_data.rst", "Theory"),
+                   "fig2_discrepancy_": ("fig2_discrepancy.rst", "Theory"),
+                   "fig3_transport_": ("fig3_transport.rst", "Theory"), "theorem1_": ("theorem1.rst", "Theory"),
+                   "theory_": ("theory_tables.rst", "Theory")}
+
+
+def report_entry(params: dict, path: str) -> dict | None:
+    """How `snakemake --report` shows an analysis/ file: its caption (workflow/report/), category (the data
+    set, or ACROSS) and subcategory (the topic); None for the records that are no figure or table
+    (provenance, metrics.json, the theory JSON, verdicts.rst, which the captions include)."""
+    name = path[len(ANALYSIS_DIR) + 1:]
+    if name in REPORTED:
+        caption, topic = REPORTED[name]
+        ds = _figure_dataset(params, name)
+    else:
+        prefix = next((p for p in REPORTED_PREFIX if name.startswith(p) and not name.endswith(".json")), None)
+        if prefix is None:
+            return None
+        caption, topic = REPORTED_PREFIX[prefix]
+        ds = name[len(prefix):].rsplit(".", 1)[0]
+        if ds.startswith("{"):  # a wildcard pattern: Snakemake expands the category per job
+            ds = "{dataset}"
+        elif prefix == "theory_":
+            ds = next(d for d in theory_datasets(params) if ds == d or ds.startswith(d + "_"))
+    return {"caption": caption, "category": ds or ACROSS, "subcategory": topic}
+
+
+def _figure_dataset(params: dict, name: str) -> str | None:
+    """The data set a figure of one data set draws (the paper figures', the sweeps'); None: several."""
+    stem = name.rsplit("/", 1)[-1].rsplit(".", 1)[0]
+    runs = figure_runs(params).get(stem)
+    if runs:
+        return next(iter(runs.values())).dataset
+    found = P.sweeps(params)
+    sweep = {"gc_mu_sweep": found["mu"], "vc_kl_scale": found["kl"]}.get(stem)
+    return sweep[0][0] if sweep else None
 
 
 def classifier_datasets(params: dict) -> list[str]:
@@ -174,7 +263,7 @@ SRC = "src/ctcoupling"
 CODE = {stage: ("artifacts.py", "portable.py") + modules for stage, modules in {
     "prepare": ("data.py",),
     "train": ("kernels.py", "networks.py", "objectives.py", "couplings.py", "assignment.py",
-              "optim.py", "randomness.py", "training.py"),
+              "optim.py", "randomness.py", "training.py", "trainlog.py"),
     "sample": ("kernels.py", "networks.py", "sampling.py", "couplings.py",  # OT re-pairing
                "assignment.py"),
     "classifier": ("classifier.py",),
@@ -185,7 +274,7 @@ CODE = {stage: ("artifacts.py", "portable.py") + modules for stage, modules in {
     "audit": ("audit.py",),
     "theory": ("kernels.py", "networks.py", "couplings.py", "assignment.py", "theory.py",
                "measurements.py", "figures.py"),
-    "report": ("report.py", "figures.py", "evidence.py", "curves.py", "stats.py"),
+    "report": ("report.py", "figures.py", "evidence.py", "curves.py", "stats.py", "plotdata.py"),
 }.items()}
 
 
@@ -201,6 +290,7 @@ class Stage:
     outs: list[str]
     params: list[str]
     uncached: list[str] = field(default_factory=list)  # committed to git (analysis/), not DVC's cache
+    metrics: list[str] = field(default_factory=list)  # cached outputs DVC reads as metrics
 
 
 def checkpoint_inputs(config: dict) -> list[str]:
@@ -257,6 +347,7 @@ def stages(params: dict, params_path: str) -> list[Stage]:
         init = checkpoint_inputs(e.config)
         out.append(Stage(f"train-{x}", f"{train_cmd(e.config)} train --params {params_path} --experiment {x}",
                          deps=[data_npz(e.dataset)] + init + code_deps("train"), outs=[run_file(x, n) for n in TRAIN_OUTS],
+                         metrics=[run_file(x, n) for n in TRAIN_METRICS],
                          params=P.stage_param_keys(params, "train", x)))
         out.append(Stage(f"sample-{x}", f"{CMD} sample --params {params_path} --experiment {x}",
                          deps=[run_file(x, "model.pt")] + code_deps("sample"), outs=[run_file(x, n) for n in SAMPLE_OUTS],
@@ -294,13 +385,16 @@ def dvc_yaml(params: dict, params_path: str) -> str:
         entry["params"] = [{params_path: s.params}]
         if s.outs:
             entry["outs"] = s.outs
+        if s.metrics:
+            entry["metrics"] = s.metrics
         if s.uncached:
             metrics = [o for o in s.uncached if o.endswith("metrics.json")]
-            entry["outs"] = [{o: {"cache": False}} for o in s.uncached if o not in metrics]
-            entry["metrics"] = [{o: {"cache": False}} for o in metrics]
+            # persist: DVC leaves the committed files in place until the stage replaces them (atomically),
+            # so a stage that fails (e.g. on a stale dvc.yaml) does not delete analysis/ from the checkout
+            entry["outs"] = [{o: {"cache": False, "persist": True}} for o in s.uncached if o not in metrics]
+            entry["metrics"] = [{o: {"cache": False, "persist": True}} for o in metrics]
         doc[s.name] = entry
-    plots = [{o: {"x": "step", "y": "loss"}} for s in stages(params, params_path) for o in s.outs
-             if o.endswith("train_log.csv")]
+    plots = [{path: spec} for path, spec in plot_specs(params).items()]
     header = (f"# Generated by `ctcoupling dag --params {params_path}` from the params grid: do not edit.\n"
               "# Regenerate after changing `grid`, `datasets` or `overrides`; a test checks it is current.\n")
     return header + yaml.safe_dump({"stages": doc, "plots": plots}, sort_keys=False, width=120)
@@ -310,5 +404,5 @@ def all_outputs(params: dict) -> list[str]:
     """Every artifact the pipeline produces, for `rule all` and the engine-equivalence test."""
     outs = []
     for s in stages(params, "-"):
-        outs += s.outs + s.uncached
+        outs += s.outs + s.metrics + s.uncached
     return outs

@@ -86,11 +86,12 @@ def markdown(table: pd.DataFrame, summary: pd.DataFrame, source: str) -> str:
 
 
 def metrics_json(summary: pd.DataFrame) -> dict:
+    """dvc.yaml's metrics (`dvc metrics show/diff`, `dvc exp show`): per data set/objective/coupling/nfe,
+    the seed mean and std of each metric measured there (no std with one seed, no metric the set lacks)."""
     out = {}
     for _, r in summary.iterrows():
         key = f"{r['dataset']}/{r['objective']}/{r['coupling']}/nfe{r['nfe']}"
-        out[key] = {c: None if np.isnan(r[c]) else float(r[c]) for c in summary.columns
-                    if c.endswith(("_mean", "_std"))}
+        out[key] = {c: float(r[c]) for c in summary.columns if c.endswith(("_mean", "_std")) and not np.isnan(r[c])}
     return out
 
 

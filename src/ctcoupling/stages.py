@@ -19,7 +19,7 @@ from . import params as P
 from .errors import UserError
 from .pipeline import (ANALYSIS_DIR, AUDIT_CSV, AUDIT_MD, CODE, THEORY_TABLES, checkpoint_inputs,
                        classifier_datasets, classifier_file, classifier_record, curve_inputs, data_manifest, data_npz,
-                       evaluate_inputs, figure_runs, report_outs, run_file, theory_datasets, theory_inputs,
+                       evaluate_inputs, figure_runs, plot_specs, report_outs, run_file, theory_datasets, theory_inputs,
                        theory_outs, theory_seed_file)
 
 
@@ -65,23 +65,29 @@ def prepare(params: dict, dataset: str) -> None:
 
 
 def train(params: dict, name: str, source: str, progress: bool = True, resume: bool = False,
-          device: str = "cpu") -> None:
-    from . import training
+          device: str = "cpu", tensorboard: str | None = None) -> None:
+    from . import trainlog, training
 
     exp = P.experiment(params, name, source)
     config = P.train_config(exp)
     d = data.load_prepared(data_npz(exp.dataset))
     state_path = Path(run_file(name, "train_state.pt"))
-    t0 = time.perf_counter()
-    ckpt, log, snapshots = training.train(config, data.to_model_space(d["x_train"]), state_path, resume, progress,
-                                          device)
-    wall_s = time.perf_counter() - t0
     rank, _ = training.distributed()
+    live = trainlog.tensorboard_dir(tensorboard, name) if rank == 0 else None
+    on_log = trainlog.TensorBoardLog(live) if live else None
+    t0 = time.perf_counter()
+    try:
+        ckpt, log, snapshots = training.train(config, data.to_model_space(d["x_train"]), state_path, resume,
+                                              progress, device, on_log)
+    finally:
+        if on_log:
+            on_log.close()
+    wall_s = time.perf_counter() - t0
     if rank != 0:
         return
     ckpt["data_dtype"] = str(d["x_train"].dtype)
     artifacts.write_torch(run_file(name, "model.pt"), ckpt)
-    artifacts.write_text(run_file(name, "train_log.csv"), _csv(log))
+    trainlog.write_dvclive(log, run_file(name, trainlog.DVCLIVE_DIR))
     artifacts.write_torch(run_file(name, "snapshots.pt"), {"config": config, "data_shape": ckpt["data_shape"],
                                                            "snapshots": snapshots})
     inputs = [data_npz(exp.dataset)] + checkpoint_inputs(exp.config)
@@ -416,6 +422,24 @@ def _curves_table(params: dict):
     return table[keys + [c for c in table.columns if c not in keys]]
 
 
+def _plot_data(params: dict, curves, theory: dict[str, dict]) -> None:
+    """The CSVs of dvc.yaml's plots (pipeline.plot_specs), from the curves and the theory records."""
+    from . import plotdata as D
+
+    for path, spec in plot_specs(params).items():
+        name = Path(path).stem
+        kind, _, ds = name.partition("_")
+        if name == "gc_mu_sweep":
+            table = D.mu_table(curves, params)
+        elif kind == "curves":
+            table = D.curves_table(curves, params, ds)
+        elif kind == "discrepancy":
+            table = D.discrepancy_table(theory[ds], spec["y"])
+        else:
+            table = D.transport_table(theory[ds], spec["y"])
+        artifacts.write_text(path, table.to_csv(index=False, lineterminator="\n"))
+
+
 def _curves_figure(params: dict, curves, dataset: str) -> bytes:
     """One data set's curves: the main objectives and couplings, those named as their kind (the sweeps
     and the ablations have figures of their own)."""
@@ -468,8 +492,11 @@ def report(params: dict, source: str) -> None:
     artifacts.write_text(out / "claims.md", evidence.claims_markdown(table, curves, params["couplings"],
                                                                      theory_records, source, P.ablations(params),
                                                                      P.confounds(params), theory_seeds))
+    artifacts.write_text(out / "verdicts.rst", evidence.verdicts_rst(table, curves, params["couplings"],
+                                                                    P.ablations(params), theory_seeds))
+    _plot_data(params, curves, dict(zip(theory_datasets(params), theory_records)))
     runs = figure_runs(params)
-    for path in report_outs(params):
+    for path in [p for p in report_outs(params) if p.endswith(".png")]:
         name = Path(path).stem
         if name.startswith("curves_"):
             artifacts.write_bytes(path, _curves_figure(params, curves, name[len("curves_"):]))

@@ -14,6 +14,7 @@ import copy
 import math
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +25,7 @@ from . import artifacts, couplings, networks, objectives, optim
 from .errors import UserError
 from .kernels import ConsistencyModel, Kernel
 from .objectives import Draws
+from .pipeline import TORCHRUN
 from .randomness import BatchRNG
 
 
@@ -193,16 +195,18 @@ class Run:
 
 
 def train(config: dict, x_train: np.ndarray, state_path: str | Path | None = None, resume: bool = False,
-          progress: bool = True, device: str | torch.device = "cpu") -> tuple[dict, list[dict], list[dict]]:
+          progress: bool = True, device: str | torch.device = "cpu",
+          on_log: Callable[[dict], None] | None = None) -> tuple[dict, list[dict], list[dict]]:
     """Train a consistency model on `x_train` (model space). Returns (final checkpoint, per-step log,
     snapshots): the EMA weights every `train.snapshot_every` steps before the end, for the curve stage
-    (the final ones are the checkpoint's, not stored twice)."""
+    (the final ones are the checkpoint's, not stored twice). `on_log`: called on rank 0 with each
+    logged row as it is logged (a live view: trainlog.TensorBoardLog)."""
     seed, spec = config["seed"], config["train"]
     rank, world = distributed()
     if world != spec["gpus"]:
         raise UserError(f"train.gpus = {spec['gpus']} but this run has {world} process(es): launch it with "
-                        f"`torchrun --standalone --nproc_per_node {spec['gpus']} -m ctcoupling train ...` (the "
-                        f"pipeline's train stage does), or set train.gpus: {world}")
+                        f"`{TORCHRUN.format(gpus=spec['gpus'])} train ...` (the pipeline's train stage does), "
+                        f"or set train.gpus: {world}")
     if spec["batch"] % world:
         raise UserError(f"train.batch = {spec['batch']} is not divisible by the {world} DDP ranks")
     device = torch.device(device)
@@ -235,6 +239,8 @@ def train(config: dict, x_train: np.ndarray, state_path: str | Path | None = Non
             row = {"step": step, "loss": loss.item(), "grad_norm": grad_norm.item(),
                    "lr": run.opt.param_groups[0]["lr"], **stats}
             log.append(row)
+            if on_log is not None and rank == 0:
+                on_log(row)
             bar.set_postfix(loss=f"{row['loss']:.4g}", **{k: row[k] for k in stats})
         every = spec.get("snapshot_every")
         if every and (step + 1) % every == 0 and step + 1 < spec["steps"]:

@@ -53,10 +53,22 @@ def resolved(*sections):
     return get
 
 
+def reported(paths):
+    """Outputs marked for `snakemake --report`: each analysis/ figure and table with its caption
+    (workflow/report/*.rst), its data set as category and its topic as subcategory
+    (ctcoupling.pipeline.report_entry); the records (JSON) stay out."""
+    out = []
+    for path in paths:
+        entry = L.report_entry(PARAMS, path)
+        out.append(path if entry is None else report(path, caption=f"../report/{entry['caption']}",
+                                                     category=entry["category"], subcategory=entry["subcategory"]))
+    return out
+
+
 def theory_output(two_d):
     """The theory rule's outputs for the 2-D data sets (with Theorem 1) or for the image sets."""
     names = [ds for ds in L.theory_datasets(PARAMS) if P.is_2d(PARAMS, ds) == two_d]
-    return L.theory_files("{dataset,%s}" % ("|".join(names) or "(?!)"), two_d)
+    return reported(L.theory_files("{dataset,%s}" % ("|".join(names) or "(?!)"), two_d))
 
 
 def experiment_config(wildcards):

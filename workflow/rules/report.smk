@@ -3,7 +3,7 @@ rule report:
     input:
         L.report_deps(PARAMS),
     output:
-        L.report_outs(PARAMS),
+        reported(L.report_outs(PARAMS)),
     params:
         cmd=CMD,
         file=PARAMS_FILE,
@@ -27,8 +27,7 @@ rule audit:
         evals=[L.run_file(x, "eval.json") for x in EXPERIMENTS],
         code=L.code_deps("audit"),
     output:
-        L.AUDIT_MD,
-        L.AUDIT_CSV,
+        reported([L.AUDIT_MD, L.AUDIT_CSV]),
     params:
         cmd=CMD,
         file=PARAMS_FILE,

@@ -7,7 +7,8 @@ rule train:
     output:
         model="runs/{experiment}/model.pt",
         snapshots="runs/{experiment}/snapshots.pt",
-        log="runs/{experiment}/train_log.csv",
+        live=directory("runs/{experiment}/dvclive/plots"),  # the DVCLive log (ctcoupling.trainlog)
+        live_metrics="runs/{experiment}/dvclive/metrics.json",
         record="runs/{experiment}/train.json",
     params:
         cmd=lambda w: L.train_cmd(experiment_config(w)),  # torchrun where train.gpus > 1
