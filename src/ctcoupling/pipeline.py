@@ -56,6 +56,7 @@ PLOTS_DIR = f"{ANALYSIS_DIR}/plots"  # the data of dvc.yaml's plots (ctcoupling.
 # DVC's stock `linear` template colours by git revision and dashes the series, which leaves a plot of one
 # revision in one colour; this one (Vega-Lite, DVC's anchors) colours the series and dashes the revisions.
 PLOT_TEMPLATE = "workflow/report/dvc_series.json"
+PLOT_TEMPLATE_LOGLOG = "workflow/report/dvc_series_loglog.json"  # t from 0.02 to 80, R~_t over decades
 
 
 def figure_runs(params: dict) -> dict[str, dict[str, P.Experiment]]:
@@ -116,12 +117,13 @@ def plot_specs(params: dict) -> dict[str, dict]:
             "y": [col for _, col in series], "x_label": "training step", "y_label": metric}
     for ds in theory_datasets(params):
         out[f"{PLOTS_DIR}/discrepancy_{ds}.csv"] = {
-            "title": f"{ds}: R~_t vs t (denoiser estimator, GC paper Fig. 2)", "x": "t",
+            "title": f"{ds}: R~_t vs t (denoiser estimator, GC paper Fig. 2)", "x": "t", "template": PLOT_TEMPLATE_LOGLOG,
             "y": D.theory_series(params, ds, "discrepancy"), "x_label": "t", "y_label": "R~_t"}
         out[f"{PLOTS_DIR}/transport_{ds}.csv"] = {
             "title": f"{ds}: transport cost c(t) (GC paper Fig. 3; IC, OT, VC: constant)", "x": "t",
+            "template": PLOT_TEMPLATE_LOGLOG,
             "y": D.theory_series(params, ds, "transport"), "x_label": "t", "y_label": "c(t)"}
-    return {path: {"template": PLOT_TEMPLATE, **spec} for path, spec in out.items()}
+    return {path: {"template": PLOT_TEMPLATE} | spec for path, spec in out.items()}
 
 
 ACROSS = "All data sets"  # the report's category of what compares data sets
