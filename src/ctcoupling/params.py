@@ -452,8 +452,10 @@ def is_2d(params: dict, dataset: str) -> bool:
     return params["datasets"][dataset]["source"] in TOY_SOURCES
 
 
-def stage_param_keys(params: dict, stage: str, target: str) -> list[str]:
-    """The exact params keys a stage reads (dvc.yaml `params:`), so `dvc repro` re-runs only what changed."""
+def stage_param_keys(params: dict, stage: str, target: "str | Experiment") -> list[str]:
+    """The exact params keys a stage reads (dvc.yaml `params:`), so `dvc repro` re-runs only what changed.
+    `target`: a data set's name, or an experiment (its name, or the Experiment itself, which spares
+    expanding the grid again: `pipeline.stages` does this once per stage of every experiment)."""
     if stage == "prepare":
         return ["threads", f"datasets.{target}"]
     if stage == "report":
@@ -465,7 +467,7 @@ def stage_param_keys(params: dict, stage: str, target: str) -> list[str]:
     if stage == "theory":
         th = params["theory"]
         return ["threads", "theory", f"networks.{th['denoiser']['network']}"]
-    exp = experiment(params, target)
+    exp = target if isinstance(target, Experiment) else experiment(params, target)
     sections = {"train": ("objective", "coupling", "network", "train"), "sample": ("sample",),
                 "evaluate": ("evaluate",), "curve": ("sample", "evaluate")}[stage]
     keys = ["threads"]

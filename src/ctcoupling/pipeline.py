@@ -350,17 +350,17 @@ def stages(params: dict, params_path: str) -> list[Stage]:
         out.append(Stage(f"train-{x}", f"{train_cmd(e.config)} train --params {params_path} --experiment {x}",
                          deps=[data_npz(e.dataset)] + init + code_deps("train"), outs=[run_file(x, n) for n in TRAIN_OUTS],
                          metrics=[run_file(x, n) for n in TRAIN_METRICS],
-                         params=P.stage_param_keys(params, "train", x)))
+                         params=P.stage_param_keys(params, "train", e)))
         out.append(Stage(f"sample-{x}", f"{CMD} sample --params {params_path} --experiment {x}",
                          deps=[run_file(x, "model.pt")] + code_deps("sample"), outs=[run_file(x, n) for n in SAMPLE_OUTS],
-                         params=P.stage_param_keys(params, "sample", x)))
+                         params=P.stage_param_keys(params, "sample", e)))
         out.append(Stage(f"evaluate-{x}", f"{CMD} evaluate --params {params_path} --experiment {x}",
                          deps=evaluate_inputs(params, e) + code_deps("evaluate"),
                          outs=[run_file(x, n) for n in EVALUATE_OUTS],
-                         params=P.stage_param_keys(params, "evaluate", x)))
+                         params=P.stage_param_keys(params, "evaluate", e)))
         out.append(Stage(f"curve-{x}", f"{CMD} curve --params {params_path} --experiment {x}",
                          deps=curve_inputs(params, e) + code_deps("curve"), outs=[run_file(x, n) for n in CURVE_OUTS],
-                         params=P.stage_param_keys(params, "curve", x)))
+                         params=P.stage_param_keys(params, "curve", e)))
         evals.append(run_file(x, "eval.json"))
     for ds in theory_datasets(params):
         out.append(Stage(f"theory-{ds}", f"{CMD} theory --params {params_path} --dataset {ds}",
