@@ -30,6 +30,8 @@ def test_npz_is_bitwise_deterministic_and_loads_without_pickle(tmp_path):
     (tmp_path / "x.npz").write_bytes(blob)
     with np.load(tmp_path / "x.npz", allow_pickle=False) as z:
         assert sorted(z.files) == ["a", "b"] and np.array_equal(z["b"], arrays["b"])
+    artifacts.write_npz(tmp_path / "y.npz", arrays)  # streamed member by member into the file: the same bytes
+    assert (tmp_path / "y.npz").read_bytes() == blob
 
 
 def test_torch_checkpoint_bytes_are_deterministic(tmp_path):

@@ -105,9 +105,9 @@ def test_not_run_without_measurement_or_when_another_params_file_is_current():
     assert judge(row(), measured(10.0), params=f"./{GC_PARAMS}")["verdict"] == "within tolerance"
 
 
-def test_no_preset():
-    out = judge(row(reproduce=False, note="no preset for this data set"), measured(10.0))
-    assert out["verdict"] == "no preset" and out["preset"] is None and out["note"] == "no preset for this data set"
+def test_reference_only_rows_say_why():
+    out = judge(row(reproduce=False, reference_only="another method"), measured(10.0))
+    assert out["verdict"] == "reference only" and out["preset"] is None and out["note"] == "another method"
 
 
 @pytest.mark.parametrize("status, note", [("unverified", "published value unverified"),
@@ -120,10 +120,11 @@ def test_unsettled_rows_keep_verdict_and_say_so(status, note):
 
 
 def test_audit_table_looks_up_measurements_by_cell():
-    registry = [row(), dict(row(metric="kid", value=0.26, std=0.02), id="k"), dict(row(reproduce=False), id="n")]
+    registry = [row(), dict(row(metric="kid", value=0.26, std=0.02), id="k"),
+                dict(row(reproduce=False, reference_only="x"), id="n")]
     key = (GC_PARAMS, "cifar10", "ict", "gc", 1, "fid")
     rows = audit.audit_table(registry, {key: measured(10.1)}, GC_PARAMS)
-    assert [r["verdict"] for r in rows] == ["within tolerance", "not run", "no preset"]
+    assert [r["verdict"] for r in rows] == ["within tolerance", "not run", "reference only"]
     assert audit.measurement_key(registry[1]) == key[:-1] + ("kid",)
 
 
@@ -154,7 +155,39 @@ def test_shipped_registry_loads_and_ids_are_unique():
     entries = audit.load_registry(REGISTRY)
     assert len({e["id"] for e in entries}) == len(entries)
     rows = audit.audit_table(entries, {}, GC_PARAMS)
-    assert all(r["verdict"] in ("not run", "no preset") for r in rows)
+    assert all(r["verdict"] in ("not run", "reference only") for r in rows)
+
+
+def test_every_row_of_this_suites_methods_has_a_preset():
+    """Issue 15: every published row of a method and setting this suite trains names the preset cell that
+    reproduces it; only other methods (or settings no preset can match) are reference-only, with a reason.
+    The cells named exist in their params files."""
+    from ctcoupling import params as P
+
+    entries = audit.load_registry(REGISTRY)
+    presets = {e["reproduce"]["params"] for e in entries if e["reproduce"]}
+    assert {"params/imagenet64_ecm_vc.yaml", "params/imagenet32_ict_gc.yaml", "params/celeba64_ict_gc.yaml",
+            "params/lsun_church64_ict_gc.yaml"} <= presets
+    for e in entries:
+        r = e["reproduce"]
+        if r is None:
+            assert e["reference_only"] and not re.match(r"iCT-(IC|OT|GC)", e["method"]), e["id"]
+            continue
+        cells = {(x.dataset, x.objective, x.coupling) for x in P.experiments(P.load(ROOT / r["params"]))}
+        assert (r["dataset"], r["objective"], r["coupling"]) in cells, e["id"]
+    ours = [e["id"] for e in entries if e["dataset"] in ("imagenet32", "celeba64", "lsun_church64")]
+    assert len(ours) == 9 and all(next(x for x in entries if x["id"] == i)["reproduce"] for i in ours)
+    vct = next(e for e in entries if e["id"] == "imagenet64-vct-best-nfe2-fid")
+    assert vct["reproduce"]["params"] == "params/imagenet64_ecm_vc.yaml" and vct["reproduce"]["nfe"] == 2
+
+
+def test_a_row_without_a_preset_needs_a_reason(tmp_path):
+    path = write_registry(tmp_path, [row(reproduce=False)])
+    with pytest.raises(UserError, match="reference_only"):
+        audit.load_registry(path)
+    path = write_registry(tmp_path, [row(reference_only="why")])
+    with pytest.raises(UserError, match=re.escape(path)):
+        audit.load_registry(path)
 
 
 @pytest.mark.parametrize("edit, key", [

@@ -164,7 +164,7 @@ def test_hflip_flips_about_half_along_the_width_and_is_seeded():
 
     images = torch.arange(4096 * 64, dtype=torch.float32).reshape(4096, 1, 8, 8)  # every pixel distinct
     a, b, plain = _flip_run(True), _flip_run(True), _flip_run(False)
-    xa, xb, xp = a.minibatch(images, 512), b.minibatch(images, 512), plain.minibatch(images, 512)
+    (xa, _), (xb, _), (xp, _) = a.minibatch(images, 512), b.minibatch(images, 512), plain.minibatch(images, 512)
     assert torch.equal(xa, xb)  # a function of the seed
     rows = xp[:, 0, 0, 0].long() // 64  # the same draws of examples: flips take their coins after them
     flipped = torch.tensor([not torch.equal(xa[i], images[r]) for i, r in enumerate(rows)])
@@ -361,7 +361,8 @@ def test_non_standard_protocols_need_streamed_samples():
 # encoder utils/model_utils.py L113-125: model_channels 32, num_blocks 1, 2C outputs).
 
 
-PRESETS = ["cifar10_ict", "cifar10_ecm", "cifar10_gc_net", "fashion_mnist_ict", "ffhq64_ecm"]
+PRESETS = ["cifar10_ict", "cifar10_ecm", "cifar10_gc_net", "fashion_mnist_ict", "ffhq64_ecm", "imagenet64_ecm_vc",
+           "imagenet32_ict_gc", "celeba64_ict_gc", "lsun_church64_ict_gc"]
 
 
 @pytest.mark.parametrize("name", PRESETS)
@@ -385,8 +386,12 @@ def test_describe_names_an_unexplained_difference():
 
 
 def test_gc_and_vct_presets_match_their_official_runs_exactly():
-    for name in ("cifar10_gc_net", "fashion_mnist_ict", "ffhq64_ecm"):
+    for name in ("cifar10_gc_net", "fashion_mnist_ict", "ffhq64_ecm", "imagenet32_ict_gc", "celeba64_ict_gc",
+                 "lsun_church64_ict_gc"):
         assert all(not r["deviations"] for r in describe.describe(preset(name))), name
+    # ImageNet 64: class-balanced FID labels instead of sony/vct's uniform draws, and nothing else
+    for r in describe.describe(preset("imagenet64_ecm_vc")):
+        assert [d["key"] for d in r["deviations"]] == ["sample.labels"], r["experiment"]
 
 
 def test_fashion_mnist_network_is_the_readme_command():
@@ -407,3 +412,111 @@ def test_official_run_names_are_checked():
     params["official"]["runs"]["gc"] = "vct_ict_cifar10"
     with pytest.raises(UserError, match="official run 'vct_ict_cifar10' has no gc coupling"):
         P.validate(params)
+
+
+# ---------------------------------------------------------------------------------------------
+# ImageNet 64, class-conditional ECM-VC (sony/vct README "ECM-VC ImageNet 64x64" command:
+# model=ecm model.kernel=cot model.p_mean=-0.8 model.p_std=1.6 model.q=4 model.n_stages=4 model.c=0.06
+# model.loss_weighting=karras model.use_lr_decay=True model.learning_rate=0.001 model.ema_type=power
+# model.ema_rate=0.1 model.kl_loss_scale=90 model.encoder_size=big network=edm2 ...).
+
+
+def test_li_preconditioning_without_the_boundary_is_the_conditional_ot_kernels():
+    """sony/vct kernels/conditional_ot.py: get_scaling_factors (training, models/ecm.py precond when
+    self.training) and get_scaling_factors_bc (evaluation); a = 1 - sigma/sigma_max."""
+    k = Kernel(kind="li", sigma_min=0.003, sigma_max=80.0, sigma_data=0.5)
+    s = torch.tensor([0.003, 0.1, 1.526, 40.0, 79.0], dtype=torch.float64)
+    sd, smin, smax = 0.5, 0.003, 80.0
+    a = 1 - s / smax
+    c_in = 1 / torch.sqrt(sd**2 * a**2 + s**2)
+    c_skip, c_out, c_in_ours, _ = k.precond(s, boundary=False)
+    torch.testing.assert_close(c_in_ours, c_in)
+    torch.testing.assert_close(c_skip, sd**2 * a / (s**2 + sd**2 * a**2))
+    torch.testing.assert_close(c_out, s * sd * c_in)
+    a_bc = 1 - (s - smin) / (smax - smin)
+    c_skip, c_out, _, _ = k.precond(s, boundary=True)
+    torch.testing.assert_close(c_skip, sd**2 * a_bc / ((s - smin) ** 2 + sd**2 * a_bc**2))
+    torch.testing.assert_close(c_out, (s - smin) * sd * c_in)
+
+
+def test_imagenet_ecm_loss_matches_sony_vct_models_ecm():
+    """models/ecm.py loss: t = exp(p_std n + p_mean) clamped at sigma_max (ConditionalOTKernel); stage =
+    step // (K / n_stages); r = clamp(t (1 - q^-(stage+1) (1 + k sigmoid(-b t))), 0); x_t = (1 - t/smax) x
+    + t eps; target D(x_r, r) where r > 0, x where r = 0; sqrt(sum (D_t - D_r)^2 + c^2) - c times the Karras
+    weight (t^2 + sd^2)/(t sd)^2."""
+    torch.manual_seed(0)
+    net = MLP(2, 32, 2, 16)
+    kernel = Kernel(kind="li", sigma_min=0.003, sigma_max=80.0)
+    model = ConsistencyModel(net, kernel, boundary_in_training=False).train()
+    loss_fn = objectives.ECTLoss(kernel, total_steps=800, P_mean=-0.8, P_std=1.6, q=4, n_stages=4, huber_c=0.06,
+                                 weighting="karras", form="official")
+    x = torch.randn(512, 2)
+    ours, _ = loss_fn(model, x, IndependentCoupling(), 50, BatchRNG(7))  # stage 0: r = 0 for small t
+    rng = BatchRNG(7)
+    t = torch.exp(-0.8 + 1.6 * rng.randn(512)).clamp(max=80.0)
+    eps = rng.randn(512, 2)
+    stage = 50 // (800 / 4)
+    r = (t * (1 - 4.0 ** -(stage + 1) * (1 + 8 * torch.sigmoid(-t)))).clamp(min=0)
+    assert (r == 0).any() and (r > 0).any()
+    li = lambda v, s: (1 - s[:, None] / 80.0) * v + s[:, None] * eps  # noqa: E731
+    with torch.no_grad():
+        D_t = model(li(x, t), t)
+        D_r = torch.nan_to_num(model(li(x, r), torch.where(r > 0, r, t)))
+        target = torch.where((r > 0)[:, None], D_r, x)
+        expected = (torch.sqrt(((D_t - target) ** 2).sum(1) + 0.06**2) - 0.06) * (t**2 + 0.25) / (t * 0.5) ** 2
+    torch.testing.assert_close(ours.detach(), expected, rtol=1e-5, atol=1e-6)
+
+
+def test_sony_vct_power_ema_and_learning_rate():
+    """utils/utils.py std_to_exp(0.1) (np.roots of [1, 7, 16 - s^-2, 12 - s^-2], the largest real root) and
+    power_function_beta(std, t) = (1 - 1/(t + 1))^(exp + 1); lightning_cm.py ema_update: p_ema <-
+    p_net.lerp(p_ema, 1 - beta) at t = global_step (the steps done before this one); the learning rate
+    lr / sqrt(max(step / lr_decay, 1)) with lr 1e-3, lr_decay 2000, Adam betas (0.9, 0.99)."""
+    gamma = float(np.roots([1, 7, 16 - 100.0, 12 - 100.0]).real.max())
+    assert O.VCT_IMAGENET_EMA_GAMMA == pytest.approx(gamma, rel=1e-12) and 6.9 < gamma < 7.0
+    e = P.experiment(preset("imagenet64_ecm_vc"), "imagenet64-ecm-vc-s0")
+    spec = e.config["train"]
+    assert spec["ema_gamma"] == pytest.approx(gamma, rel=1e-12)
+    torch.manual_seed(0)
+    net, ema = torch.nn.Linear(3, 3), torch.nn.Linear(3, 3)
+    theirs = copy.deepcopy(ema)
+    average = optim.EMA(ema, net)
+    for step in range(6):
+        with torch.no_grad():
+            for p in net.parameters():
+                p.add_(torch.randn_like(p))
+        average.update(optim.ema_decay(spec, step))
+        beta = (1 - 1 / (step + 1)) ** (gamma + 1)
+        with torch.no_grad():
+            for pe, pn in zip(theirs.parameters(), net.parameters()):
+                pe.copy_(pn.detach().lerp(pe, 1 - beta))
+        for a, b in zip(ema.parameters(), theirs.parameters()):
+            torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)  # 1 - (1 - beta) rounds
+    assert optim.ema_decay(spec, 199_999) < 1e-4  # the "average" is the online weights by the end
+    for step in (0, 1999, 2000, 8000, 199_999):
+        assert optim.learning_rate(spec, step) == pytest.approx(1e-3 / math.sqrt(max(step / 2000, 1)))
+    opt = optim.make_optimizer([torch.nn.Parameter(torch.zeros(2))], spec)
+    assert isinstance(opt, torch.optim.Adam) and opt.defaults["betas"] == (0.9, 0.99)
+
+
+def test_class_conditional_vc_conditions_the_network_and_the_encoder_on_the_label():
+    """models/cm_base.py: precond and posterior_precond both take class_labels (one-hot, label_dim 1000
+    for ImageNet); the same x with another label gives another noise and another output."""
+    e = P.experiment(preset("imagenet64_ecm_vc"), "imagenet64-ecm-vc-s0")
+    tiny = {"model_channels": 8, "channel_mult": [1, 2], "num_blocks": 1, "attn_resolutions": [4], "label_dim": 5}
+    config = P.deep_merge(e.config, {"network": tiny, "encoder_network": tiny,
+                                     "train": {"steps": 2, "batch": 4, "gpus": 1}})
+    torch.manual_seed(0)
+    encoder = training.build_encoder(config, (3, 8, 8)).eval()
+    model = training.build_model(config, (3, 8, 8)).eval()
+    with torch.no_grad():  # EDM2 starts with every gain 0: output exactly 0, the embedding without effect
+        for name, p in [*encoder.named_parameters(), *model.named_parameters()]:
+            if name.endswith("gain"):
+                p.fill_(1.0)
+    x = torch.randn(2, 3, 8, 8)
+    y0, y1 = torch.tensor([0, 0]), torch.tensor([3, 3])
+    assert not torch.allclose(encoder(x, y0)[0], encoder(x, y1)[0])
+    s = torch.full((2,), 1.0)
+    assert not torch.allclose(model(x, s, y0), model(x, s, y1))
+    with pytest.raises(ValueError, match="unconditional network"):
+        ConsistencyModel(MLP(2, 8, 1, 4), Kernel())(torch.randn(2, 2), s, y0)

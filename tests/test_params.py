@@ -89,8 +89,6 @@ def test_stage_param_keys_are_exact():
     (lambda p: p["couplings"]["gc"].update(mu_ramp_steps=10_000), "key 'couplings.gc.mu_ramp_steps' of experiment "
                                                                   "two_gaussians-ict-gc-s0: 10000 ramps past the end"),
     (lambda p: p["train"].update(ema_gamma=6.94), "ema_gamma and ema_warmup are two EMA schedules"),
-    (lambda p: p["objectives"]["ect"].update(form="official", kernel=dict(p["objectives"]["ect"]["kernel"], kind="li")),
-     "the official ECT form (EDM's preconditioning in training) is defined for the VE kernel only"),
     # settings checked against the coupling/objective they belong to
     (lambda p: p["couplings"]["ot"].update(mu=0.5), "key 'couplings.ot.mu': does not apply to coupling kind 'ot'"),
     (lambda p: p["objectives"]["ict"].update(form="official"),

@@ -79,20 +79,28 @@ def write_json(path, obj) -> None:
     write_text(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
 
 
-def npz_bytes(arrays: dict[str, np.ndarray]) -> bytes:
-    """An .npz archive with fixed member timestamps (np.savez stamps the current time)."""
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_STORED) as zf:
+def _npz_into(f, arrays: dict[str, np.ndarray]) -> None:
+    """An .npz archive written into the seekable binary file f, member by member (no copy of an array
+    in memory: a prepared ImageNet 64 is 15.7 GB), with fixed member timestamps (np.savez stamps the
+    current time). Zip64 records only where a member needs them, so small archives are plain zips."""
+    with zipfile.ZipFile(f, "w", compression=zipfile.ZIP_STORED) as zf:
         for name in sorted(arrays):
+            a = np.ascontiguousarray(arrays[name])
             info = zipfile.ZipInfo(f"{name}.npy", date_time=_ZIP_EPOCH)
-            member = io.BytesIO()
-            np.lib.format.write_array(member, np.ascontiguousarray(arrays[name]), allow_pickle=False)
-            zf.writestr(info, member.getvalue())
+            with zf.open(info, "w", force_zip64=a.nbytes + (1 << 16) > zipfile.ZIP64_LIMIT) as member:
+                np.lib.format.write_array(member, a, allow_pickle=False)
+
+
+def npz_bytes(arrays: dict[str, np.ndarray]) -> bytes:
+    buf = io.BytesIO()
+    _npz_into(buf, arrays)
     return buf.getvalue()
 
 
 def write_npz(path, arrays: dict[str, np.ndarray]) -> None:
-    write_bytes(path, npz_bytes(arrays))
+    """`npz_bytes(arrays)` into `path`, atomically, streamed to the file."""
+    with atomic_write(path, "wb") as f:
+        _npz_into(f, arrays)
 
 
 def write_torch(path, obj) -> None:
@@ -103,12 +111,15 @@ def write_torch(path, obj) -> None:
     write_bytes(path, buf.getvalue())
 
 
-def sha256_file(path, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
+def md5_file(path: str | Path) -> str:
+    """The md5 of a file (the official archives' published hashes are md5s)."""
     with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
+        return hashlib.file_digest(f, "md5").hexdigest()
+
+
+def sha256_file(path: str | Path) -> str:
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def provenance(stage: str, params: dict, inputs: list[str | os.PathLike], code: tuple[str, ...] = ()) -> dict:
@@ -130,6 +141,3 @@ def provenance(stage: str, params: dict, inputs: list[str | os.PathLike], code: 
         "cpu_kernels": portable.in_effect(),
     }
 
-
-def sha256_bytes(blob: bytes) -> str:
-    return hashlib.sha256(blob).hexdigest()

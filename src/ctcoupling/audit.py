@@ -9,7 +9,8 @@ FID protocols change between papers (reference set, resize, Inception port, chec
 moves FID by a few percent at equal models. The same band applies to KID x100 and IS.
 
 Verdicts, in the order they are decided:
-- "no preset": no params file of this project reproduces the row (`reproduce: null`).
+- "reference only": no params file of this project reproduces the row (`reproduce: null`): another
+  method, or a setting no preset can match; the row's `reference_only` says which, in the note.
 - "not run": the preset is not the current params file, or its cell has no measurement yet.
 - "unavailable": the Inception weights were missing, so nothing was measured.
 - "not comparable": measured with another extractor, a sample count other than 50,000, another NFE,
@@ -41,7 +42,7 @@ FID_SAMPLES = 50_000
 TOLERANCE_SIGMAS, TOLERANCE_REL = 2.0, 0.05
 WEIGHTS = "weights-inception-2015-12-05-6726825d.pth"  # as fidelity.py, which this pure module does not import
 WEIGHTS_URL = f"https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/{WEIGHTS}"
-VERDICTS = ("within tolerance", "outside tolerance", "not run", "not comparable", "unavailable", "no preset")
+VERDICTS = ("within tolerance", "outside tolerance", "not run", "not comparable", "unavailable", "reference only")
 STATUS_NOTES = {"unverified": "published value unverified", "seed": "from the seed summary; not settled"}
 COLUMNS = ("id", "dataset", "method", "nfe", "metric", "published", "published_std", "status", "source",
            "published_protocol", "preset", "measured", "measured_std", "protocol", "n_samples", "difference",
@@ -194,7 +195,8 @@ def verdict(row: dict, measured: dict | None, current_params: str) -> dict:
                published_protocol=row["protocol"])
     notes = [STATUS_NOTES[row["status"]]] if row["status"] in STATUS_NOTES else []
     if r is None:
-        out["verdict"] = "no preset"
+        out["verdict"] = "reference only"
+        notes.append(row["reference_only"])
     else:
         out["preset"] = f"{r['params']} {r['dataset']}-{r['objective']}-{r['coupling']} nfe={r['nfe']}"
         if measured is None or not same_params(r["params"], current_params):
@@ -265,7 +267,8 @@ def markdown(rows: list[dict], source_note: str) -> str:
         "- **not run**: the preset that reproduces the row is not the current params file, or has no "
         "measurement yet; the note gives the command.",
         "- **unavailable**: the Inception weights were missing, so nothing was measured.",
-        "- **no preset**: no params file of this project reproduces the row.",
+        "- **reference only**: no params file of this project reproduces the row (another method, or a setting "
+        "no preset matches; the note says which).",
         "- **status**: verified (read in the paper or official README), cited (several later papers' "
         "tables), seed (the project's seed summary), unverified (recalled or one third-party table). "
         "Only verified and cited values are settled.",

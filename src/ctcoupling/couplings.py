@@ -25,17 +25,20 @@ import numpy as np
 import torch
 
 from . import assignment
+from .kernels import label_args, net_labels
 from .randomness import BatchRNG
 
 
 @dataclass
 class Context:
-    """What a coupling may need from the objective: the step, the kernel, and the objective's
-    consistency weight at the largest time (VC ties beta to it)."""
+    """What a coupling may need from the objective: the step, the kernel, the objective's
+    consistency weight at the largest time (VC ties beta to it) and the minibatch's class labels
+    (a class-conditional model: VC's encoder and GC's predictor see the label of each x)."""
 
     step: int
     kernel: object
     max_weight: float
+    labels: torch.Tensor | None = None
 
 
 @dataclass
@@ -130,15 +133,19 @@ class BatchOTCoupling(IndependentCoupling):
 
 
 class Encoder(torch.nn.Module):
-    """E_phi(x / sigma_data) -> (mu, s = softplus(.)), the VCT noise posterior. The network outputs
-    2x the data's channels and starts near 0, so mu ~ 0 and s ~ softplus(0) = 0.693 at first."""
+    """E_phi(x / sigma_data [, label]) -> (mu, s = softplus(.)), the VCT noise posterior. The network
+    outputs 2x the data's channels and starts near 0, so mu ~ 0 and s ~ softplus(0) = 0.693 at first.
+    A class-conditional encoder network takes x's label (sony/vct models/cm_base.py posterior_precond)."""
 
     def __init__(self, net: torch.nn.Module, sigma_data: float):
         super().__init__()
         self.net, self.sigma_data = net, sigma_data
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        out = self.net(x / self.sigma_data, torch.zeros(len(x), device=x.device)).to(x.dtype)  # out of bf16 autocast
+    def forward(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        if not getattr(self.net, "label_dim", 0):
+            labels = None  # an unconditional encoder of a class-conditional model: the label is not its input
+        cond = net_labels(self.net, labels)
+        out = self.net(x / self.sigma_data, torch.zeros(len(x), device=x.device), *cond).to(x.dtype)  # out of bf16
         mu, s = out.reshape(len(x), 2, *x.shape[1:]).unbind(1)
         return mu, torch.nn.functional.softplus(s)
 
@@ -156,7 +163,7 @@ class VariationalCoupling(IndependentCoupling):
         self.trainable, self.kl_scale = encoder, kl_scale
 
     def __call__(self, x, eps, lower, ctx: Context) -> Pair:
-        mu, s = self.trainable(x)
+        mu, s = self.trainable(x, ctx.labels)
         z = mu + s * eps  # before the KL: autograd sums s's gradient terms in the order they were made
         beta = self.kl_scale * ctx.max_weight
         kl = gaussian_kl(mu, s)
@@ -192,7 +199,7 @@ class GeneratorCoupling:
         pair = self.inner(x, eps, lower, ctx)
         sigma = lower.clamp(min=ctx.kernel.sigma_min)
         with torch.no_grad():
-            x_hat = self.predictor(ctx.kernel.perturb(x, sigma, pair.z), sigma)
+            x_hat = self.predictor(ctx.kernel.perturb(x, sigma, pair.z), sigma, *label_args(ctx.labels))
             if self.prediction_range is not None:
                 x_hat = x_hat.clamp(*self.prediction_range)
         use = self.rng.rand(len(x)).to(x.device) < self.mu_at(ctx.step)
@@ -207,11 +214,11 @@ class Predictor:
         self.model = model
 
     @torch.no_grad()
-    def __call__(self, x, sigma):
+    def __call__(self, x, sigma, labels=None):
         was = self.model.training
         self.model.eval()
         try:
-            return self.model(x, sigma)
+            return self.model(x, sigma, *label_args(labels))
         finally:
             self.model.train(was)
 

@@ -1,4 +1,5 @@
-"""Data preparation: toy 2-D sets, scikit-learn's digits, CIFAR-10 from the official archive.
+"""Data preparation: toy 2-D sets, scikit-learn's digits, CIFAR-10 and Fashion-MNIST from the official files;
+downsampled ImageNet, CelebA, LSUN and EDM dataset zips from theirs through `imagesets` (imagesets.SOURCES).
 
 Every prepared data set is one deterministic .npz (`x_train`, `x_test`, and `y_*` for labelled
 sets; images as uint8 NCHW, toy points as float32) plus a JSON manifest with its sha256, shapes,
@@ -6,7 +7,6 @@ dtypes, source and split sizes. Pure generators are separate from the file handl
 """
 from __future__ import annotations
 
-import hashlib
 import io
 import pickle
 import tarfile
@@ -17,7 +17,10 @@ from pathlib import Path, PurePosixPath
 
 import numpy as np
 
+from . import imagesets
+from .artifacts import md5_file, sha256_file
 from .errors import UserError
+from .imagesets import split
 
 CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
 CIFAR10_MD5 = "c58f30108f718f92721af3b95e74349a"
@@ -44,11 +47,6 @@ def toy_2d(source: str, n: int, rng: np.random.Generator, std: float = 0.05) -> 
         pick = cells[rng.integers(0, len(cells), n)]
         return ((pick + rng.random((n, 2))) * 0.5 - 1.0).astype(np.float32)
     raise ValueError(f"unknown toy source {source!r}")
-
-
-def split(n: int, n_test: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    perm = rng.permutation(n)
-    return np.sort(perm[n_test:]), np.sort(perm[:n_test])
 
 
 def digits_uint8() -> tuple[np.ndarray, np.ndarray]:
@@ -105,14 +103,6 @@ def read_cifar_batch(raw: bytes, member: str) -> tuple[np.ndarray, np.ndarray]:
     if len(images) != len(labels):
         raise UserError(f"{member}: {len(images)} images but {len(labels)} labels")
     return images, labels
-
-
-def md5_file(path: Path) -> str:
-    h = hashlib.md5()
-    with open(path, "rb") as f:
-        while block := f.read(1 << 20):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _unsafe_member(m: tarfile.TarInfo, target: Path) -> str | None:
@@ -239,12 +229,10 @@ def fashion_mnist(directory: Path, check_md5: bool = True) -> dict[str, np.ndarr
 
 def image_npz(path: Path, sha256: str | None = None) -> dict[str, np.ndarray]:
     """A user-prepared image set (e.g. FFHQ 64x64): .npz with uint8 x_train (N, C, H, W) and x_test."""
-    import hashlib
-
     path = Path(path).expanduser()
     if not path.is_file():
         raise UserError(f"{path}: image archive not found; write an .npz with uint8 x_train and x_test (N, C, H, W)")
-    if sha256 and hashlib.sha256(path.read_bytes()).hexdigest() != sha256:
+    if sha256 and sha256_file(path) != sha256:
         raise UserError(f"{path}: sha256 does not match the one in params ({sha256})")
     arrays = load_prepared(path)
     for key in ("x_train", "x_test"):
@@ -261,6 +249,8 @@ def image_npz(path: Path, sha256: str | None = None) -> dict[str, np.ndarray]:
 def build(spec: dict) -> dict[str, np.ndarray]:
     """The arrays of a prepared data set, from its params spec. Deterministic given the spec."""
     source = spec["source"]
+    if source in imagesets.SOURCES:
+        return imagesets.build(spec)
     if source in TOY_SOURCES:
         rng = np.random.default_rng(spec["seed"])
         x = toy_2d(source, spec["n_train"] + spec["n_test"], rng, spec.get("std", 0.05))
@@ -284,6 +274,8 @@ def build(spec: dict) -> dict[str, np.ndarray]:
 
 def source_files(spec: dict) -> list[Path]:
     """The local files a data set is prepared from (hashed into its provenance)."""
+    if spec["source"] in imagesets.SOURCES:
+        return imagesets.source_files(spec)
     if spec["source"] in ("cifar10", "npz"):
         return [Path(spec["path"]).expanduser()]
     if spec["source"] == "fashion_mnist":

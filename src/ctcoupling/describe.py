@@ -13,9 +13,13 @@ _IMAGE_SHAPES = {"digits": (1, 8, 8), "cifar10": (3, 32, 32), "fashion_mnist": (
 
 def data_shape(params: dict, dataset: str) -> tuple[int, ...]:
     """Per-sample shape of a data set from its params spec alone (no data needed)."""
+    from . import imagesets
+
     spec = params["datasets"][dataset]
     if P.is_2d(params, dataset):
         return (2,)
+    if spec["source"] in imagesets.SOURCES:  # resolution (and channels) from the spec
+        return imagesets.sample_shape(spec)
     if spec["source"] == "npz":
         return tuple(spec["shape"])
     return _IMAGE_SHAPES[spec["source"]]
@@ -78,7 +82,9 @@ def text(rows: list[dict], source: str) -> str:
             f"{r['experiment']}",
             f"  data shape        {tuple(r['data_shape'])}",
             f"  network           {r['network']} ({r['settings']['network']['kind']}): "
-            f"{r['network_parameters']:,} parameters ({r['network_parameters'] / 1e6:.2f}M)",
+            f"{r['network_parameters']:,} parameters ({r['network_parameters'] / 1e6:.2f}M)"
+            + (f", class-conditional on {r['settings']['network']['label_dim']} classes"
+               if r["settings"]["network"].get("label_dim") else ""),
             f"  objective         {r['settings']['objective']['kind']}, kernel {r['settings']['objective']['kernel']['kind']}",
             f"  coupling          {r['settings']['coupling']['kind']}" + (
                 f", encoder {r['encoder']}: {r['encoder_parameters']:,} parameters "
@@ -86,7 +92,8 @@ def text(rows: list[dict], source: str) -> str:
             f"  training          {t['steps']:,} steps, batch {t['batch']}, {t['optimizer']} lr {t['lr']:g}, "
             f"EMA {_ema(t)}",
             f"  train job         {_job(r['train_job'])}",
-            f"  sampling          {r['settings']['sample']['steps']} step(s), t_mid {r['settings']['sample']['t_mid']}",
+            f"  sampling          {r['settings']['sample']['steps']} step(s), t_mid {r['settings']['sample']['t_mid']}"
+            + (f", {r['settings']['sample']['labels']} class labels" if "labels" in r["settings"]["sample"] else ""),
             f"  overrides         {', '.join(r['overrides']) or '-'}",
             f"  ignored           {'; '.join(r['ignored']) or '-'}",
             "  schedule",
@@ -96,7 +103,8 @@ def text(rows: list[dict], source: str) -> str:
 
 def _ema(t: dict) -> str:
     if t["ema_gamma"] is not None:
-        return f"power gamma={t['ema_gamma']}"
+        form = ", sony/vct's form: decay 1 - (1 - 1/t)^(gamma+1)" if t.get("ema_form") == "sony_vct" else ""
+        return f"power gamma={t['ema_gamma']:.6g}{form}"
     every = f", every {t['ema_update_every']} steps" if t["ema_update_every"] > 1 else ""
     if t["ema_warmup"] is not None:
         w = t["ema_warmup"]
@@ -109,10 +117,12 @@ def _official_lines(r: dict) -> list[str]:
         return ["  official run      - (no official counterpart: not a paper preset)"]
     lines = [f"  official run      {r['official']}: {O.RUNS[r['official']]['title']}",
              f"    from {r['official_source']}"]
+    notes = [f"    - {n}" for n in O.RUNS[r["official"]].get("notes", [])]
+    notes = (["  beyond settings   what the comparison of settings cannot show:"] + notes) if notes else []
     if not r["deviations"]:
-        return lines + ["  differs from it   nothing (every setting the published number depends on matches)"]
+        return lines + ["  differs from it   nothing (every setting the published number depends on matches)"] + notes
     lines.append(f"  differs from it   {len(r['deviations'])} setting(s)")
     for d in r["deviations"]:
         lines.append(f"    {d['key']}: ours {d['ours']!r}, official {d['official']!r}")
         lines.append(f"      why: {d['why'] or 'NOT EXPLAINED (add it under official.why)'}")
-    return lines
+    return lines + notes

@@ -158,6 +158,14 @@ def generated_uint8(x, protocol: str = "standard") -> torch.Tensor:
     raise ValueError(f"unknown FID protocol {protocol!r} (have: {', '.join(PROTOCOLS)})")
 
 
+def reference_subset(total: int, n: int | None) -> np.ndarray | None:
+    """Indices of the fixed random subset of n of `total` reference images (sorted; one generator seeded
+    0, so every experiment of a data set scores against the same images), or None for all of them."""
+    if not n or n >= total:
+        return None
+    return np.sort(np.random.default_rng(0).choice(total, n, replace=False))
+
+
 def reference_uint8(images: np.ndarray, protocol: str = "standard") -> np.ndarray:
     """The stored uint8 reference images as each protocol's pipeline hands them to Inception."""
     if protocol == "standard":

@@ -37,14 +37,14 @@ class Kernel:
         return z if self.kind == "ve" else z - x / self.sigma_max
 
     def precond(self, sigma: torch.Tensor, boundary: bool = True):
-        """(c_skip, c_out, c_in, c_noise) with the boundary condition at sigma_min; `boundary=False`: EDM's
-        form, c_skip = sd^2/(s^2 + sd^2), c_out = s sd c_in, which ECT trains with (VE only)."""
+        """(c_skip, c_out, c_in, c_noise) with the boundary condition at sigma_min; `boundary=False`: the
+        form without it, which ECT trains with: EDM's c_skip = sd^2/(s^2 + sd^2), c_out = s sd c_in (VE),
+        and sony/vct's conditional-OT `get_scaling_factors` c_skip = sd^2 a/(s^2 + sd^2 a^2) (LI)."""
         sd, smin = self.sigma_data, self.sigma_min
         if not boundary:
-            if self.kind != "ve":
-                raise ValueError("EDM's preconditioning without the boundary condition is defined for VE only")
-            c_in = 1 / torch.sqrt(sd**2 + sigma**2)
-            return sd**2 / (sigma**2 + sd**2), sigma * sd * c_in, c_in, torch.log(sigma) / 4
+            a = self.alpha(sigma)
+            c_in = 1 / torch.sqrt(sd**2 * a**2 + sigma**2)
+            return sd**2 * a / (sigma**2 + sd**2 * a**2), sigma * sd * c_in, c_in, torch.log(sigma) / 4
         if self.kind == "ve":
             c_in = 1 / torch.sqrt(sd**2 + sigma**2)
             c_skip = sd**2 / ((sigma - smin) ** 2 + sd**2)
@@ -77,8 +77,27 @@ class ConsistencyModel(torch.nn.Module):
         super().__init__()
         self.net, self.kernel, self.boundary_in_training = net, kernel, boundary_in_training
 
-    def forward(self, x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, sigma: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        """`labels`: class indices (B,) for a class-conditional network (see `net_input`), else None."""
         sigma = sigma.to(torch.float32).reshape(-1).expand(x.shape[0])
         c_skip, c_out, c_in, c_noise = self.kernel.precond(sigma, self.boundary_in_training or not self.training)
-        F = self.net(_bcast(c_in, x) * x, c_noise).to(x.dtype)  # fp32 out of a bf16 autocast body (a no-op otherwise)
+        F = self.net(_bcast(c_in, x) * x, c_noise, *net_labels(self.net, labels)).to(x.dtype)  # fp32 out of bf16
         return _bcast(c_skip, x) * x + _bcast(c_out, x) * F
+
+
+def label_args(labels: torch.Tensor | None) -> tuple:
+    """The optional labels argument of a model call: passed only where there are labels, so that an
+    unconditional model (or any callable f(x, sigma)) is called as before."""
+    return () if labels is None else (labels,)
+
+
+def net_labels(net: torch.nn.Module, labels: torch.Tensor | None) -> tuple:
+    """The class-label argument of a network call: () for an unconditional network, else the one-hot
+    labels (EDM's and EDM2's label input; none given: the all-zero label, as the official
+    preconditioning passes). Labels handed to an unconditional network are an error, never ignored."""
+    dim = getattr(net, "label_dim", 0)
+    if not dim:
+        if labels is not None:
+            raise ValueError("class labels given to an unconditional network (its label_dim is 0)")
+        return ()
+    return (None,) if labels is None else (torch.nn.functional.one_hot(labels.long(), dim).float(),)

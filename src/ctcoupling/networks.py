@@ -1,8 +1,8 @@
 """Networks F(x, c_noise[, class_labels]) -> same shape as x.
 
-An MLP with a time embedding for low-dimensional data, and Song et al.'s U-Net (DDPM++ / NCSN++)
+An MLP with a time embedding for low-dimensional data, Song et al.'s U-Net (DDPM++ / NCSN++)
 in the form of EDM (Karras et al. 2022), re-implemented here with the same parameter layout and
-parameter counts as EDM's `SongUNet`.
+parameter counts as EDM's `SongUNet`, and EDM2's magnitude-preserving U-Net (edm2.py).
 """
 from __future__ import annotations
 
@@ -11,6 +11,8 @@ import math
 import torch
 from torch import nn
 from torch.nn import functional as F
+
+from .edm2 import EDM2UNet
 
 
 class PositionalEmbedding(nn.Module):
@@ -201,7 +203,9 @@ class SongUNet(nn.Module):
 
     DDPM++: embedding_type='positional', channel_mult_noise=1, encoder_type='standard', resample_filter=[1, 1].
     NCSN++: embedding_type='fourier', channel_mult_noise=2, encoder_type='residual', resample_filter=[1, 3, 3, 1].
-    num_blocks is the number of residual blocks per resolution, an int or one per level of channel_mult.
+    num_blocks is the number of residual blocks per resolution, and dropout the dropout probability,
+    each an int/float or one per level of channel_mult (consistency_GC edm_networks.py: CelebA 64's
+    dropout [0, 0, 0.2, 0.2] acts on the encoder and decoder blocks of each level).
     """
 
     def __init__(self, img_resolution: int, in_channels: int, out_channels: int, label_dim: int = 0,
@@ -216,6 +220,8 @@ class SongUNet(nn.Module):
         levels = len(channel_mult)
         blocks = [num_blocks] * levels if isinstance(num_blocks, int) else list(num_blocks)
         assert len(blocks) == levels, "num_blocks needs one entry per level of channel_mult"
+        drops = [dropout] * levels if isinstance(dropout, (int, float)) else list(dropout)
+        assert len(drops) == levels, "dropout needs one value, or one entry per level of channel_mult"
         assert img_resolution % 2 ** (levels - 1) == 0, "img_resolution must halve cleanly at every level"
         self.img_resolution, self.in_channels, self.out_channels = img_resolution, in_channels, out_channels
         self.label_dim = label_dim
@@ -223,7 +229,7 @@ class SongUNet(nn.Module):
         init = dict(init_mode="xavier_uniform")
         init_zero = dict(init_mode="xavier_uniform", init_weight=1e-5)
         init_attn = dict(init_mode="xavier_uniform", init_weight=math.sqrt(0.2))
-        block = dict(emb_channels=emb_channels, num_heads=1, dropout=dropout, skip_scale=math.sqrt(0.5), eps=1e-6,
+        block = dict(emb_channels=emb_channels, num_heads=1, skip_scale=math.sqrt(0.5), eps=1e-6,
                      resample_filter=resample_filter, init=init, init_zero=init_zero, init_attn=init_attn)
 
         # Mapping network: noise level (+ label) -> embedding shared by all blocks.
@@ -244,7 +250,7 @@ class SongUNet(nn.Module):
                 self.enc[f"{res}x{res}_conv"] = Conv2d(cout, model_channels, kernel=3, **init)
                 cout = model_channels
             else:
-                self.enc[f"{res}x{res}_down"] = UNetBlock(cout, cout, down=True, **block)
+                self.enc[f"{res}x{res}_down"] = UNetBlock(cout, cout, down=True, dropout=drops[level], **block)
                 if encoder_type == "skip":
                     self.enc[f"{res}x{res}_aux_down"] = Conv2d(caux, caux, kernel=0, down=True,
                                                                resample_filter=resample_filter)
@@ -255,7 +261,8 @@ class SongUNet(nn.Module):
                     caux = cout
             for idx in range(blocks[level]):
                 cin, cout = cout, model_channels * mult
-                self.enc[f"{res}x{res}_block{idx}"] = UNetBlock(cin, cout, attention=res in attn_resolutions, **block)
+                self.enc[f"{res}x{res}_block{idx}"] = UNetBlock(cin, cout, attention=res in attn_resolutions,
+                                                                dropout=drops[level], **block)
         skips = [m.out_channels for name, m in self.enc.items() if "aux" not in name]
 
         # Decoder: a middle pair at the lowest resolution, then per level (upsampling block +) blocks that
@@ -264,14 +271,14 @@ class SongUNet(nn.Module):
         for level, mult in reversed(list(enumerate(channel_mult))):
             res = img_resolution >> level
             if level == levels - 1:
-                self.dec[f"{res}x{res}_in0"] = UNetBlock(cout, cout, attention=True, **block)
-                self.dec[f"{res}x{res}_in1"] = UNetBlock(cout, cout, **block)
+                self.dec[f"{res}x{res}_in0"] = UNetBlock(cout, cout, attention=True, dropout=drops[level], **block)
+                self.dec[f"{res}x{res}_in1"] = UNetBlock(cout, cout, dropout=drops[level], **block)
             else:
-                self.dec[f"{res}x{res}_up"] = UNetBlock(cout, cout, up=True, **block)
+                self.dec[f"{res}x{res}_up"] = UNetBlock(cout, cout, up=True, dropout=drops[level], **block)
             for idx in range(blocks[level] + 1):
                 cin, cout = cout + skips.pop(), model_channels * mult
                 attn = idx == blocks[level] and res in attn_resolutions
-                self.dec[f"{res}x{res}_block{idx}"] = UNetBlock(cin, cout, attention=attn, **block)
+                self.dec[f"{res}x{res}_block{idx}"] = UNetBlock(cin, cout, attention=attn, dropout=drops[level], **block)
             if decoder_type == "skip" or level == 0:
                 if decoder_type == "skip" and level < levels - 1:
                     self.dec[f"{res}x{res}_aux_up"] = Conv2d(out_channels, out_channels, kernel=0, up=True,
@@ -323,17 +330,22 @@ class SongUNet(nn.Module):
 _SONGUNET_KEYS = {"out_channels", "label_dim", "model_channels", "channel_mult", "channel_mult_emb", "num_blocks",
                   "attn_resolutions", "dropout", "embedding_type", "channel_mult_noise", "encoder_type",
                   "decoder_type", "resample_filter"}
+_EDM2_KEYS = {"out_channels", "label_dim", "model_channels", "channel_mult", "channel_mult_noise", "channel_mult_emb",
+              "num_blocks", "attn_resolutions", "label_balance", "concat_balance", "dropout", "dropout_res",
+              "channels_per_head", "res_balance", "attn_balance", "clip_act", "resample_filter"}
+_UNETS = {"songunet": (SongUNet, _SONGUNET_KEYS), "edm2": (EDM2UNet, _EDM2_KEYS)}
 
 
-def songunet_kwargs(spec: dict, data_shape: tuple[int, ...]) -> dict:
-    """SongUNet keyword arguments from a 'songunet' spec and the per-sample data shape (C, H, W)."""
+def unet_kwargs(spec: dict, data_shape: tuple[int, ...]) -> dict:
+    """U-Net keyword arguments from a 'songunet' or 'edm2' spec and the per-sample data shape (C, H, W)."""
+    kind, known = spec["kind"], _UNETS[spec["kind"]][1]
     if len(data_shape) != 3 or data_shape[1] != data_shape[2]:
-        raise ValueError(f"songunet needs square images (C, H, W), got data shape {tuple(data_shape)}")
-    unknown = set(spec) - _SONGUNET_KEYS - {"kind"}
+        raise ValueError(f"{kind} needs square images (C, H, W), got data shape {tuple(data_shape)}")
+    unknown = set(spec) - known - {"kind"}
     if unknown:
-        raise ValueError(f"unknown songunet keys {sorted(unknown)} (known: {', '.join(sorted(_SONGUNET_KEYS))})")
+        raise ValueError(f"unknown {kind} keys {sorted(unknown)} (known: {', '.join(sorted(known))})")
     c, h, _ = data_shape
-    kwargs = {k: v for k, v in spec.items() if k in _SONGUNET_KEYS}
+    kwargs = {k: v for k, v in spec.items() if k in known}
     kwargs.setdefault("out_channels", c)
     return dict(img_resolution=h, in_channels=c, **kwargs)
 
@@ -348,11 +360,16 @@ def build(spec: dict, data_shape: tuple[int, ...], out_mult: int = 1) -> nn.Modu
             nn.init.zeros_(net.out[-1].weight)
             nn.init.zeros_(net.out[-1].bias)
         return net
-    if spec["kind"] == "songunet":  # EDM's output layer already starts at 1e-5 scale
-        kwargs = songunet_kwargs(spec, data_shape)
+    if spec["kind"] in _UNETS:  # EDM's output layer starts at 1e-5 scale, EDM2's at exactly 0
+        kwargs = unet_kwargs(spec, data_shape)
         kwargs["out_channels"] *= out_mult
-        return SongUNet(**kwargs)
+        return _UNETS[spec["kind"]][0](**kwargs)
     raise ValueError(f"unknown network kind {spec['kind']!r}")
+
+
+def label_dim(net: nn.Module) -> int:
+    """The number of classes a network is conditioned on (0: unconditional)."""
+    return getattr(net, "label_dim", 0)
 
 
 def count_params(net: nn.Module) -> int:

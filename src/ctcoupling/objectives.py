@@ -18,7 +18,8 @@ from dataclasses import dataclass
 import torch
 
 from .couplings import Context, Pair
-from .kernels import Kernel
+from .edm2 import frozen_weights
+from .kernels import Kernel, label_args
 from .randomness import BatchRNG
 
 
@@ -26,12 +27,14 @@ from .randomness import BatchRNG
 class Draws:
     """One training step's randomness, in the order drawn: the minibatch x (drawn by the loop), the
     objective's times (iCT: (sigma_i, sigma_{i+1}); ECT: (t,)) and the standard normal noise eps of
-    x's shape that every coupling starts from."""
+    x's shape that every coupling starts from. `y`: the minibatch's class labels, for a
+    class-conditional model (drawn with x, by the loop), else None."""
 
     step: int
     x: torch.Tensor
     times: tuple[torch.Tensor, ...]
     eps: torch.Tensor
+    y: torch.Tensor | None = None
 
 
 class Objective:
@@ -40,9 +43,9 @@ class Objective:
     def sample_times(self, n: int, step: int, rng: BatchRNG) -> tuple[torch.Tensor, ...]:
         raise NotImplementedError
 
-    def draw(self, x: torch.Tensor, step: int, rng: BatchRNG) -> Draws:
+    def draw(self, x: torch.Tensor, step: int, rng: BatchRNG, y: torch.Tensor | None = None) -> Draws:
         times = tuple(t.to(x.device) for t in self.sample_times(len(x), step, rng))
-        return Draws(step, x, times, rng.randn(*x.shape).to(x.device))
+        return Draws(step, x, times, rng.randn(*x.shape).to(x.device), y)
 
     def loss(self, model, draws: Draws, coupling) -> tuple[torch.Tensor, dict]:
         raise NotImplementedError
@@ -59,16 +62,19 @@ def pseudo_huber(diff: torch.Tensor, c: float, per_element: bool = False) -> tor
     return torch.sqrt((flat**2).sum(1) + c**2) - c
 
 
-def paired_passes(model, x_student, s_student, x_teacher, s_teacher):
-    """Student f(x_s, s) with gradient, teacher stopgrad f(x_t, t), both under one dropout mask."""
+def paired_passes(model, x_student, s_student, x_teacher, s_teacher, labels=None):
+    """Student f(x_s, s) with gradient, teacher stopgrad f(x_t, t), both under one dropout mask and
+    on the same class labels; the teacher pass leaves the weights alone (EDM2's forced weight
+    normalisation off, as sony/vct models/ecm.py)."""
     cpu = torch.get_rng_state()
     cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None
-    student = model(x_student, s_student)
-    with torch.no_grad():
+    extra = label_args(labels)
+    student = model(x_student, s_student, *extra)
+    with torch.no_grad(), frozen_weights(model):
         torch.set_rng_state(cpu)  # replay: the teacher pass draws the student's dropout mask
         if cuda is not None:
             torch.cuda.set_rng_state_all(cuda)
-        teacher = model(x_teacher, s_teacher)
+        teacher = model(x_teacher, s_teacher, *extra)
     return student, teacher
 
 
@@ -116,9 +122,9 @@ class ICTLoss(Objective):
 
     def loss(self, model, draws: Draws, coupling):
         x, step, (s_lo, s_hi) = draws.x, draws.step, draws.times
-        pair: Pair = coupling(x, draws.eps, s_lo, Context(step, self.kernel, self.max_weight(step)))
+        pair: Pair = coupling(x, draws.eps, s_lo, Context(step, self.kernel, self.max_weight(step), draws.y))
         student, target = paired_passes(model, self.kernel.perturb(pair.x, s_hi, pair.z), s_hi,
-                                        self.kernel.perturb(pair.x, s_lo, pair.z), s_lo)
+                                        self.kernel.perturb(pair.x, s_lo, pair.z), s_lo, draws.y)
         loss = pseudo_huber(student - target, self.huber(x), self.huber_per_element) / (s_hi - s_lo)
         if pair.extra_loss is not None:
             loss = loss + pair.extra_loss
@@ -188,7 +194,7 @@ class ECTLoss(Objective):
     def loss(self, model, draws: Draws, coupling):
         x, step, (t,) = draws.x, draws.step, draws.times
         r = self.t_to_r(t, step)
-        pair: Pair = coupling(x, draws.eps, r, Context(step, self.kernel, self.max_weight(step)))
+        pair: Pair = coupling(x, draws.eps, r, Context(step, self.kernel, self.max_weight(step), draws.y))
         x_r = self.kernel.perturb(pair.x, r, pair.z)
         if self.form == "boundary":
             # At or below sigma_min the consistency function is the identity (the boundary condition),
@@ -197,7 +203,7 @@ class ECTLoss(Objective):
             r_net = r.clamp(min=self.kernel.sigma_min)
         else:  # r = 0 gives x itself; 0 < r < sigma_min is the network's (EDM precond is defined there)
             clean, r_net = r == 0, torch.where(r == 0, t, r)  # t: any valid input, the result is unused
-        student, teacher = paired_passes(model, self.kernel.perturb(pair.x, t, pair.z), t, x_r, r_net)
+        student, teacher = paired_passes(model, self.kernel.perturb(pair.x, t, pair.z), t, x_r, r_net, draws.y)
         if self.form == "official":
             teacher = torch.nan_to_num(teacher)
         target = torch.where(clean.reshape(-1, *[1] * (x.ndim - 1)), x_r, teacher)

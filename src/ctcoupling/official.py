@@ -9,6 +9,8 @@ Pure data and a comparison: no I/O.
 """
 from __future__ import annotations
 
+import numpy as np
+
 _VE = {"objective.kernel.kind": "ve", "objective.kernel.sigma_max": 80.0, "objective.kernel.sigma_data": 0.5,
        "objective.kernel.rho": 7.0}
 _ICT = {**_VE, "objective.kind": "ict", "objective.kernel.sigma_min": 0.002, "objective.s0": 10,
@@ -55,6 +57,50 @@ def _vct_run(title: str, source: str, objective: dict, mult: list, channels: int
 
 _VCT_ICT = {**_ICT, "objective.huber_per_element": True}  # models/ict.py L28-30: per element
 
+def std_to_gamma(std: float) -> float:
+    """EDM2's power-EMA exponent gamma for a relative standard deviation sigma_rel: EDM2's eq. 3 solved for
+    gamma, the largest real root of gamma^3 + 7 gamma^2 + (16 - s^-2) gamma + (12 - s^-2) (NVlabs/edm2
+    training/phema.py std_to_exp; sony/vct utils/utils.py), by numpy's root finder as theirs."""
+    t = std**-2
+    return float(np.roots([1, 7, 16 - t, 12 - t]).real.max())
+
+
+# sony/vct ImageNet: model.ema_type=power, model.ema_rate=0.1, the relative std that utils/utils.py
+# std_to_exp turns into EDM2's exponent (6.94...)
+VCT_IMAGENET_EMA_GAMMA = std_to_gamma(0.1)
+
+
+def _edm2(prefix: str, channels: int, blocks: int) -> dict:
+    """sony/vct conf/network/edm2.yaml for ImageNet 64 (label_dim 1000); the encoder (utils/model_utils.py,
+    encoder_size=big) is the same network with 32 channels and 2 blocks."""
+    return {f"{prefix}.kind": "edm2", f"{prefix}.label_dim": 1000, f"{prefix}.model_channels": channels,
+            f"{prefix}.channel_mult": [1, 2, 3, 4], f"{prefix}.num_blocks": blocks, f"{prefix}.dropout": 0.4,
+            f"{prefix}.dropout_res": 16}
+
+
+def _gc_run(title: str, configs: str, net: dict, steps: int, batch: int, lr: float, reference_n: int | None = None,
+            notes: list[str] | None = None) -> dict:
+    """A consistency_GC Table-1 run: iCT with Lion, its EMA (ema-pytorch 0.2.3 EMA(beta=0.9999,
+    update_after_step=0, update_every=5)) as GC's predictor, 1-step FID on batches of the training batch
+    size (utils.py eval_fid) against `reference_n` training images (train_consistency.py size_FID_set);
+    the baselines keep the config's dropout, GC runs use 0 (the *_GC_mix50 configs)."""
+    return {
+        "title": title,
+        "source": f"thibautissenhuth/consistency_GC train_consistency.py, utils.py, {configs}; ema-pytorch 0.2.3",
+        "settings": {**_ICT, "objective.huber_per_element": False, **_DDPMPP, **net, "train.steps": steps,
+                     "train.batch": batch, "train.optimizer": "lion", "train.lr": lr, "train.lr_ref_steps": None,
+                     "train.grad_clip": None, "train.ema": 0.9999, "train.ema_gamma": None,
+                     "train.ema_warmup": {"inv_gamma": 1.0, "power": 2 / 3}, "train.ema_update_every": 5,
+                     "train.hflip": False, "sample.steps": 1, "sample.t_mid": [],
+                     "evaluate.fidelity.protocol": "gc", "evaluate.fidelity.batch": batch,
+                     **({"evaluate.fidelity.reference_n": reference_n} if reference_n else {})},
+        "couplings": {"ic": {"coupling.kind": "ic"}, "ot": {"coupling.kind": "ot"},
+                      "gc": {"coupling.kind": "gc", "coupling.mu": 0.5, "coupling.predictor": "ema",
+                             "coupling.mu_ramp_steps": 0, "coupling.prediction_range": None,
+                             "network.dropout": 0.0}},
+        "notes": notes or [],
+    }
+
 RUNS = {
     "vct_ict_cifar10": _vct_run(
         "VCT iCT-VC CIFAR-10 (and its IC/OT baselines)",
@@ -85,21 +131,62 @@ RUNS = {
                      "sample.t_mid": [0.821], "evaluate.fidelity.protocol": "standard"},
         "couplings": {"ic": {"coupling.kind": "ic"}},
     },
-    "gc_cifar10": {
-        "title": "GC iCT CIFAR-10, Table 1 (IC, batch-OT, GC mu = 0.5)",
-        "source": "thibautissenhuth/consistency_GC train_consistency.py, utils.py, the CIFAR-10 configs; "
-                  "ema-pytorch 0.2.3 (EMA(beta=0.9999, update_after_step=0, update_every=5))",
-        "settings": {**_ICT, "objective.huber_per_element": False, **_DDPMPP,
-                     **_net("network", 128, [1, 2, 2], 3, [], 0.3), "train.steps": 100000, "train.batch": 512,
-                     "train.optimizer": "lion", "train.lr": 1e-4, "train.lr_ref_steps": None, "train.grad_clip": None,
-                     "train.ema": 0.9999, "train.ema_gamma": None,
-                     "train.ema_warmup": {"inv_gamma": 1.0, "power": 2 / 3}, "train.ema_update_every": 5,
-                     "train.hflip": False, "sample.steps": 1, "sample.t_mid": [],
-                     "evaluate.fidelity.protocol": "gc", "evaluate.fidelity.batch": 512},
-        "couplings": {"ic": {"coupling.kind": "ic"}, "ot": {"coupling.kind": "ot"},
-                      "gc": {"coupling.kind": "gc", "coupling.mu": 0.5, "coupling.predictor": "ema",
-                             "coupling.mu_ramp_steps": 0, "coupling.prediction_range": None,
-                             "network.dropout": 0.0}},
+    "gc_cifar10": _gc_run(
+        "GC iCT CIFAR-10, Table 1 (IC, batch-OT, GC mu = 0.5)", "the CIFAR-10 configs",
+        _net("network", 128, [1, 2, 2], 3, [], 0.3), steps=100000, batch=512, lr=1e-4),
+    "gc_imagenet32": _gc_run(
+        "GC iCT ImageNet 32, Table 1 (IC, batch-OT, GC mu = 0.5)",
+        "configs/imagenet_base.yaml, configs/imagenet_GC_mix50.yaml",
+        _net("network", 128, [1, 1, 2], [3, 5, 7], [16], [0.0, 0.2, 0.2]), steps=150000, batch=512, lr=8e-5,
+        reference_n=50000, notes=[
+            "data: consistency_GC reads full-size ImageNet-1k from Hugging Face and resizes it on the fly "
+            "(torchvision Resize(32), bilinear, then CenterCrop(32)); the preset reads the official downsampled "
+            "Imagenet32 (Chrabaszcz et al. 2017: the whole image box-resized to 32x32, no crop)"]),
+    "gc_celeba64": _gc_run(
+        "GC iCT CelebA 64, Table 1 (IC, batch-OT, GC mu = 0.5)",
+        "configs/celebA_base.yaml, configs/celebA_GC_mix50.yaml (torchvision CelebA split='train', "
+        "Resize(64, LANCZOS) + CenterCrop(64))",
+        _net("network", 128, [1, 2, 2, 2], [3, 3, 4, 5], [], [0.0, 0.0, 0.2, 0.2]), steps=150000, batch=128,
+        lr=8e-5, reference_n=50000),
+    "gc_lsun_church64": _gc_run(
+        "GC iCT LSUN Church 64, Table 1 (IC, batch-OT, GC mu = 0.5)",
+        "the paper's Table 1 only: the repository has no LSUN config; CelebA 64's settings assumed",
+        _net("network", 128, [1, 2, 2, 2], [3, 3, 4, 5], [], [0.0, 0.0, 0.2, 0.2]), steps=150000, batch=128,
+        lr=8e-5, reference_n=50000, notes=[
+            "consistency_GC publishes no LSUN Church config or loader: the network, batch, dropout and "
+            "preprocessing are CelebA 64's (the same resolution), an assumption, not the official run",
+            "data: the official LSUN church_outdoor_train lmdb, shorter side resized to 64 (LANCZOS) and "
+            "center-cropped, as consistency_GC prepares CelebA"]),
+    "vct_ecm_imagenet64": {
+        "title": "VCT ECM-VC ImageNet 64, class-conditional, on EDM2-S (and its IC baseline)",
+        "source": "sony/vct README.md (ECM-VC ImageNet 64x64 command), conf/network/edm2.yaml, "
+                  "conf/dataset/imagenet.yaml, conf/model/ecm.yaml, utils/model_utils.py, "
+                  "lightning_modules/lightning_cm.py, utils/utils.py, models/ecm.py, models/cm_base.py, "
+                  "kernels/conditional_ot.py, networks/networks_edm2.py, custom_callbacks/fid_callback.py",
+        "settings": {
+            "objective.kind": "ect", "objective.form": "official", "objective.kernel.kind": "li",
+            "objective.kernel.sigma_min": 0.003, "objective.kernel.sigma_max": 80.0,
+            "objective.kernel.sigma_data": 0.5, "objective.P_mean": -0.8, "objective.P_std": 1.6, "objective.q": 4,
+            "objective.k": 8, "objective.b": 1, "objective.n_stages": 4, "objective.huber_c": 0.06,
+            "objective.weighting": "karras",
+            **_edm2("network", 192, 3), "train.steps": 200000, "train.optimizer": "adam", "train.lr": 1e-3,
+            "train.betas": [0.9, 0.99], "train.lr_ref_steps": 2000, "train.ema_gamma": VCT_IMAGENET_EMA_GAMMA,
+            "train.ema_form": "sony_vct", "train.ema_warmup": None, "train.ema_update_every": 1,
+            "train.nonfinite_grad": "zero", "train.hflip": False, "sample.steps": 2, "sample.t_mid": [1.526],
+            "sample.labels": "uniform", "evaluate.fidelity.protocol": "vct"},
+        "couplings": {
+            "ic": {"coupling.kind": "ic", "train.grad_clip": None},
+            "vc": {"coupling.kind": "vc", "coupling.kl_scale": 90, **_edm2("encoder_network", 32, 2),
+                   "train.grad_clip": 200.0},
+        },
+        "notes": [
+            "init: sony/vct starts from EDM2-S's published ImageNet-64 weights (network.reload_url "
+            "edm2-img64-s-1073741-0.075.pkl), a pickle this suite does not unpickle: convert it to a model.pt "
+            "yourself and set train.init, or the preset trains from scratch",
+            "batch: 128 per GPU on every GPU of the node (Lightning devices: auto); the code does not fix the "
+            "GPU count, the preset assumes 8 (train.batch 1024)",
+            "data: sony/vct reads an EDM dataset zip (NVlabs/edm dataset_tool.py) of ImageNet at 64x64, the "
+            "preset's edm_zip source; FID-50k against every training image, as its FID callback"],
     },
 }
 

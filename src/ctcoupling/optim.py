@@ -26,15 +26,18 @@ class Lion(torch.optim.Optimizer):
 
 
 def make_optimizer(params, spec: dict) -> torch.optim.Optimizer:
+    """`train.betas` (optional): the optimiser's (beta1, beta2), e.g. sony/vct's ImageNet Adam (0.9, 0.99);
+    unset or null: the optimiser's own defaults."""
     kind = spec["optimizer"]
+    betas = {"betas": tuple(spec["betas"])} if spec.get("betas") else {}
     # foreach: one fused call per step over all tensors, on the CPU too (torch's CPU default is the
     # per-tensor loop, whose Python overhead dominates a small model's step); the same update math.
     if kind == "radam":
-        return torch.optim.RAdam(params, lr=spec["lr"], foreach=True)
+        return torch.optim.RAdam(params, lr=spec["lr"], foreach=True, **betas)
     if kind == "adam":
-        return torch.optim.Adam(params, lr=spec["lr"], foreach=True)
+        return torch.optim.Adam(params, lr=spec["lr"], foreach=True, **betas)
     if kind == "lion":
-        return Lion(params, lr=spec["lr"])
+        return Lion(params, lr=spec["lr"], **betas)
     raise ValueError(f"unknown optimizer {kind!r}")
 
 
@@ -48,7 +51,10 @@ def ema_decay(spec: dict, step: int) -> float | None:
     """The EMA decay applied after training step `step` (0-based), or None where the EMA is not updated.
 
     - constant `ema`;
-    - EDM2's power function (1 - 1/t)^(gamma + 1) at t = step + 1 (`ema_gamma`);
+    - EDM2's power function (1 - 1/t)^(gamma + 1) at t = step + 1 (`ema_gamma`); with
+      `ema_form: sony_vct`, 1 minus it, as sony/vct's `ema_type: power` applies it (lightning_cm.py
+      ema_update: p_net.lerp(p_ema, 1 - power_function_beta(std, global_step))): its average tracks the
+      online weights ever closer, the weight on the old average falling like (gamma + 1) / t;
     - ema-pytorch 0.2.3's warm-up (`ema_warmup`, as consistency_GC builds its EMA with update_after_step
       0): update() is called once per step and counts calls, not updates; only every
       `ema_update_every`-th call updates. The first one (call 0) and the first after it copy the weights
@@ -62,7 +68,10 @@ def ema_decay(spec: dict, step: int) -> float | None:
         if step <= every:  # ema-pytorch copies at call 0 (step <= update_after_step) and when it inits
             return 0.0
         return min(max(1 - (1 + step / warmup["inv_gamma"]) ** -warmup["power"], 0.0), spec["ema"])
-    return spec["ema"] if gamma is None else (1 - 1 / (step + 1)) ** (gamma + 1)
+    if gamma is None:
+        return spec["ema"]
+    beta = (1 - 1 / (step + 1)) ** (gamma + 1)
+    return 1 - beta if spec.get("ema_form") == "sony_vct" else beta
 
 
 def replace_nonfinite(params, mode: str) -> None:

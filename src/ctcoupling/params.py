@@ -166,9 +166,6 @@ def _check_order(e: Experiment, source: str) -> None:
     if not kernel["sigma_min"] < kernel["sigma_max"]:
         raise UserError(f"{key(f'objectives.{e.objective}.kernel')}: sigma_min {kernel['sigma_min']:g} must be "
                         f"below sigma_max {kernel['sigma_max']:g}")
-    if obj.get("form") == "official" and kernel["kind"] != "ve":
-        raise UserError(f"{key(f'objectives.{e.objective}.form')}: the official ECT form (EDM's preconditioning "
-                        "in training) is defined for the VE kernel only; use form: boundary with LI")
     if obj["kind"] == "ict" and obj["s0"] > obj["s1"]:
         raise UserError(f"{key(f'objectives.{e.objective}')}: s0 {obj['s0']} must not exceed s1 {obj['s1']}")
     lo_hi = c["coupling"].get("prediction_range")
@@ -303,6 +300,7 @@ def experiments(params: dict) -> list[Experiment]:
                 config["encoder_network"] = params["networks"][config["coupling"]["encoder"]]
             for s in sets:
                 config = deep_merge(config, {k: v for k, v in s.items() if k == "network"})
+            config, ignored = _class_labels(config, ignored)
             out.append(Experiment(**cell, config=config, overrides=applied, ignored=ignored))
     return out
 
@@ -320,7 +318,22 @@ def _applicable(config: dict, points: bool) -> tuple[dict, tuple[str, ...]]:
     if config["train"]["hflip"] and points:
         ignored.append("train.hflip (2-D points are not images)")
         config["train"]["hflip"] = False
+    if "ema_form" in config["train"] and config["train"].get("ema_gamma") is None:
+        config["train"] = {k: v for k, v in config["train"].items() if k != "ema_form"}
+        ignored.append("train.ema_form (applies to the power EMA, train.ema_gamma, which is unset)")
     return config, tuple(ignored)
+
+
+def _class_labels(config: dict, ignored: tuple[str, ...]) -> tuple[dict, tuple[str, ...]]:
+    """`sample.labels` (how a class-conditional model's samples take their classes) defaults to
+    balanced where the network has a label_dim, and is dropped, and named, where it has none."""
+    sample = config["sample"] = dict(config["sample"])
+    if config["network"].get("label_dim"):
+        sample.setdefault("labels", "balanced")
+    elif "labels" in sample:
+        del sample["labels"]
+        ignored = (*ignored, "sample.labels (the network is unconditional: label_dim 0)")
+    return config, ignored
 
 
 TRAIN_SECTIONS = ("dataset", "seed", "objective", "coupling", "network", "encoder_network", "train")

@@ -263,18 +263,18 @@ SRC = "src/ctcoupling"
 # portable.py: which CPU kernels compute them): a
 # change to one re-runs exactly the stages that use it, and each stage records their sha256.
 CODE = {stage: ("artifacts.py", "portable.py") + modules for stage, modules in {
-    "prepare": ("data.py",),
-    "train": ("kernels.py", "networks.py", "objectives.py", "couplings.py", "assignment.py",
+    "prepare": ("data.py", "imagesets.py"),
+    "train": ("kernels.py", "networks.py", "edm2.py", "objectives.py", "couplings.py", "assignment.py",
               "optim.py", "randomness.py", "training.py", "trainlog.py"),
-    "sample": ("kernels.py", "networks.py", "sampling.py", "couplings.py",  # OT re-pairing
+    "sample": ("kernels.py", "networks.py", "edm2.py", "sampling.py", "couplings.py",  # OT re-pairing
                "assignment.py"),
     "classifier": ("classifier.py",),
-    "evaluate": ("kernels.py", "networks.py", "couplings.py", "assignment.py", "metrics.py",
+    "evaluate": ("kernels.py", "networks.py", "edm2.py", "couplings.py", "assignment.py", "metrics.py",
                  "fidelity.py", "classifier.py", "sampling.py"),
-    "curve": ("kernels.py", "networks.py", "sampling.py", "couplings.py", "assignment.py",
+    "curve": ("kernels.py", "networks.py", "edm2.py", "sampling.py", "couplings.py", "assignment.py",
               "metrics.py", "fidelity.py", "classifier.py", "curves.py"),
     "audit": ("audit.py",),
-    "theory": ("kernels.py", "networks.py", "couplings.py", "assignment.py", "theory.py",
+    "theory": ("kernels.py", "networks.py", "edm2.py", "couplings.py", "assignment.py", "theory.py",
                "measurements.py", "figures.py"),
     "report": ("report.py", "figures.py", "evidence.py", "curves.py", "stats.py", "plotdata.py"),
 }.items()}

@@ -13,39 +13,62 @@ from tqdm import tqdm
 from .couplings import ot_permutation
 from .kernels import ConsistencyModel
 
+LABEL_MODES = ("balanced", "uniform")
+
+
+def class_labels(mode: str, n: int, label_dim: int, seed: int, offset: int = 0) -> torch.Tensor | None:
+    """The class labels of n samples of a class-conditional model (None for label_dim 0).
+
+    - `balanced`: sample i (counting from `offset`, its index in the whole set) gets class i mod K, so
+      any n that K divides holds exactly n / K of each class (FID-50k on ImageNet: 50 per class);
+    - `uniform`: independent uniform draws from a generator seeded with `seed`, as sony/vct's FID
+      callback (torch.randint per batch).
+    """
+    if not label_dim:
+        return None
+    if mode == "balanced":
+        return (torch.arange(n) + offset) % label_dim
+    if mode == "uniform":
+        return torch.randint(label_dim, (n,), generator=torch.Generator().manual_seed(seed))
+    raise ValueError(f"unknown label mode {mode!r} (known: {', '.join(LABEL_MODES)})")
+
 
 @torch.no_grad()
 def multistep(model: ConsistencyModel, z: torch.Tensor, t_mid=(), generator: torch.Generator | None = None,
-              encoder=None, ot_pairing: bool = False):
+              encoder=None, ot_pairing: bool = False, labels: torch.Tensor | None = None):
     """`ot_pairing` (OT runs, sony/vct models/cm_base.py): each later step's fresh noises are re-assigned
-    to the batch's current samples by the exact assignment on squared distances, as in training."""
+    to the batch's current samples by the exact assignment on squared distances, as in training.
+    `labels`: each sample's class (a class-conditional model), kept through every step."""
     kernel = model.kernel
     n = len(z)
-    x = model(kernel.sigma_max * z, torch.full((n,), kernel.sigma_max, device=z.device))
+    x = model(kernel.sigma_max * z, torch.full((n,), kernel.sigma_max, device=z.device), labels)
     for t in t_mid:
         noise = torch.randn(z.shape, generator=generator).to(z.device)
         if encoder is not None:
-            mu, s = encoder(x)
+            mu, s = encoder(x, labels)
             noise = mu + s * noise
         if ot_pairing:
             noise = noise[torch.from_numpy(ot_permutation(x, noise)).to(z.device)]
         sigma = torch.full((n,), float(t), device=z.device)
-        x = model(kernel.perturb(x, sigma, noise), sigma)
+        x = model(kernel.perturb(x, sigma, noise), sigma, labels)
     return x
 
 
 @torch.no_grad()
 def generate(model: ConsistencyModel, n: int, shape: tuple[int, ...], batch: int, seed: int, t_mid=(),
              progress: bool = True, device: str | torch.device = "cpu", encoder=None,
-             ot_pairing: bool = False) -> torch.Tensor:
-    """n samples in batches with 1 + len(t_mid) network evaluations each, from one seeded generator."""
+             ot_pairing: bool = False, labels: str = "balanced", label_offset: int = 0) -> torch.Tensor:
+    """n samples in batches with 1 + len(t_mid) network evaluations each, from one seeded generator;
+    a class-conditional model samples the classes of `class_labels(labels, n, K, seed, label_offset)`."""
     gen = torch.Generator().manual_seed(seed)
     model = model.to(device)
     encoder = encoder.to(device) if encoder is not None else None
+    y = class_labels(labels, n, getattr(model.net, "label_dim", 0), seed + 1, label_offset)
     out = []
     for start in tqdm(range(0, n, batch), desc="sample", disable=not progress, mininterval=1.0):
         z = torch.randn((min(batch, n - start), *shape), generator=gen).to(device)
-        out.append(multistep(model, z, t_mid, gen, encoder, ot_pairing).cpu())
+        y_batch = y[start:start + len(z)].to(device) if y is not None else None
+        out.append(multistep(model, z, t_mid, gen, encoder, ot_pairing, y_batch).cpu())
     return torch.cat(out)
 
 

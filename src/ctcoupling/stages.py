@@ -48,18 +48,17 @@ def prepare(params: dict, dataset: str) -> None:
     spec = params["datasets"][dataset]
     arrays = data.build(spec)
     out = Path(data_npz(dataset))
-    blob = artifacts.npz_bytes(arrays)
     inputs = data.source_files(spec)
+    artifacts.write_npz(out, arrays)  # streamed: no second copy of a large set in memory
     manifest = {
         "name": dataset,
         "source": spec["source"],
         "file": str(out),
-        "sha256": artifacts.sha256_bytes(blob),
+        "sha256": artifacts.sha256_file(out),
         "arrays": data.describe(arrays),
         "splits": {"train": len(arrays["x_train"]), "test": len(arrays["x_test"])},
         "provenance": _provenance("prepare", {f"datasets.{dataset}": spec}, inputs),
     }
-    artifacts.write_bytes(out, blob)
     artifacts.write_json(data_manifest(dataset), manifest)
     _say(f"prepared {dataset}: {manifest['splits']} -> {out}")
 
@@ -78,7 +77,7 @@ def train(params: dict, name: str, source: str, progress: bool = True, resume: b
     t0 = time.perf_counter()
     try:
         ckpt, log, snapshots = training.train(config, data.to_model_space(d["x_train"]), state_path, resume,
-                                              progress, device, on_log)
+                                              progress, device, on_log, d.get("y_train"))
     finally:
         if on_log:
             on_log.close()
@@ -115,20 +114,21 @@ def load_checkpoint(path: str) -> dict:
 
 
 def sample(params: dict, name: str, source: str, progress: bool = True, device: str = "cpu") -> None:
+    from . import networks, sampling, training
     from . import report as report_mod
-    from . import sampling, training
 
     exp = P.experiment(params, name, source)
     spec = exp.config["sample"]
     ckpt = load_checkpoint(run_file(name, "model.pt"))
     model = training.load_model(ckpt, spec["use_ema"])
     encoder = training.load_encoder(ckpt, spec["use_ema"])  # VC: later steps draw noise from its posterior
-    x = sampling.generate(model, spec["n"], tuple(ckpt["data_shape"]), spec["batch"],
-                          exp.seed + spec["seed_offset"], spec["t_mid"], progress, device, encoder,
-                          spec["ot_pairing"]).numpy()
+    seed, labels = exp.seed + spec["seed_offset"], spec.get("labels", "balanced")
+    x = sampling.generate(model, spec["n"], tuple(ckpt["data_shape"]), spec["batch"], seed, spec["t_mid"], progress,
+                          device, encoder, spec["ot_pairing"], labels).numpy()
     if ckpt["data_dtype"] == "uint8":
         x = data.to_uint8(x)
-    artifacts.write_npz(run_file(name, "samples.npz"), {"x": x})
+    y = sampling.class_labels(labels, len(x), networks.label_dim(model.net), seed + 1)  # those generate used
+    artifacts.write_npz(run_file(name, "samples.npz"), {"x": x, **({"y": y.numpy()} if y is not None else {})})
     artifacts.write_bytes(run_file(name, "samples.png"), report_mod.preview_png(x, name))
     artifacts.write_json(run_file(name, "sample.json"), {
         "experiment": name, "n": len(x), "nfe": spec["steps"], "t_mid": spec["t_mid"],
@@ -175,12 +175,14 @@ def _stream(exp, device: str):
     model, encoder = training.load_model(ckpt, use_ema), training.load_encoder(ckpt, use_ema)
     shape, spec = tuple(ckpt["data_shape"]), exp.config["evaluate"]["fidelity"]
     t_mid, ot_pairing = exp.config["sample"]["t_mid"], exp.config["sample"]["ot_pairing"]
+    labels = exp.config["sample"].get("labels", "balanced")
 
     def make(nfe: int, seed: int):
         def batch(b: int):
             m = min(spec["batch"], spec["n"] - b * spec["batch"])
             s = int(np.random.SeedSequence([exp.seed, seed, nfe, b]).generate_state(1)[0])
-            return sampling.generate(model, m, shape, m, s, t_mid[:nfe - 1], False, device, encoder, ot_pairing)
+            return sampling.generate(model, m, shape, m, s, t_mid[:nfe - 1], False, device, encoder, ot_pairing,
+                                     labels, label_offset=b * spec["batch"])
         return fidelity.SampleStream(batch, spec["n"], spec["batch"], spec["protocol"])
     return make
 
@@ -233,9 +235,12 @@ def evaluate(params: dict, name: str, source: str, device: str = "cpu") -> None:
     if fid_spec["features"] != "none":
         from . import fidelity
 
-        reference = prepared[f"x_{fid_spec['reference']}"]
+        reference, key = prepared[f"x_{fid_spec['reference']}"], f"{exp.dataset}-{fid_spec['reference']}"
+        subset = fidelity.reference_subset(len(reference), fid_spec.get("reference_n"))
+        if subset is not None:
+            reference, key = reference[subset], f"{key}-{len(subset)}"
         started = time.perf_counter()
-        record = fidelity.evaluate(fid_spec, reference, f"{exp.dataset}-{fid_spec['reference']}",
+        record = fidelity.evaluate(fid_spec, reference, key,
                                    classifier_file(exp.dataset) if fid_spec["features"] == "classifier" else None,
                                    samples, exp.config["sample"]["steps"],
                                    _stream(exp, device) if fid_spec["stream"] else None, device)
@@ -288,7 +293,8 @@ def curve(params: dict, name: str, source: str, device: str = "cpu") -> None:
         model = training.load_model(snaps, weights=snap["ema"])
         encoder = training.load_encoder(snaps, weights=snap.get("ema_encoder"))
         x = sampling.generate(model, n, tuple(snaps["data_shape"]), spec["batch"], exp.seed + spec["seed_offset"],
-                              spec["t_mid"], False, device, encoder, spec["ot_pairing"]).numpy()
+                              spec["t_mid"], False, device, encoder, spec["ot_pairing"],
+                              spec.get("labels", "balanced")).numpy()
         if not np.isfinite(x).all():
             raise UserError(f"{name}: the snapshot at step {snap['step']} samples NaN or inf")
         row = {"step": snap["step"]}

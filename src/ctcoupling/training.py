@@ -97,22 +97,23 @@ class Run:
             inductor.fallback_random = True  # eager's generator: paired_passes' replay gives one dropout mask
             self.net = torch.compile(self.net)
 
-    def draw(self, data: torch.Tensor, step: int, n: int | None = None) -> Draws:
+    def draw(self, data: torch.Tensor, step: int, n: int | None = None, labels: torch.Tensor | None = None) -> Draws:
         """Step `step`'s randomness: n minibatch rows of `data` (the rank's share of train.batch by
-        default), then the objective's times and noise."""
-        draws = self.loss_fn.draw(self.minibatch(data, n or self.spec["batch"] // self.world), step, self.rng)
+        default) with their `labels` (a class-conditional model), then the objective's times and noise."""
+        x, y = self.minibatch(data, n or self.spec["batch"] // self.world, labels)
+        draws = self.loss_fn.draw(x, step, self.rng, y)
         if draws.x.ndim == 4 and self.memory_format is torch.channels_last:
             draws.x, draws.eps = (t.contiguous(memory_format=torch.channels_last) for t in (draws.x, draws.eps))
         return draws
 
-    def iterate(self, data: torch.Tensor, start: int, stop: int):
+    def iterate(self, data: torch.Tensor, start: int, stop: int, labels: torch.Tensor | None = None):
         """Train steps start..stop-1, each drawn one step ahead so that the coupling prepares step k+1
         while step k runs. Yields (step, loss, grad norm, statistics, the batch generator's state
         where step + 1's draws begin: what a checkpoint after this step saves)."""
-        draws = self.draw(data, start) if start < stop else None
+        draws = self.draw(data, start, labels=labels) if start < stop else None
         for step in range(start, stop):
             next_state = self.rng.get_state()
-            ahead = self.draw(data, step + 1) if step + 1 < stop else None
+            ahead = self.draw(data, step + 1, labels=labels) if step + 1 < stop else None
             if ahead is not None:
                 self.coupling.prepare(ahead)
             loss, grad_norm, stats = self.step(draws)
@@ -150,14 +151,16 @@ class Run:
         else only on a finite loss and gradient (the loop then stops with an error)."""
         return self.spec["nonfinite_grad"] != "abort" or bool(torch.isfinite(loss) and torch.isfinite(grad_norm))
 
-    def minibatch(self, data: torch.Tensor, n: int) -> torch.Tensor:
-        """n training examples drawn with replacement; with `hflip`, each flipped left-right with
-        probability 1/2 (sony/vct's RandomHorizontalFlip), the coins from the run's generator."""
-        x = data[self.rng.randint(len(data), n).to(data.device)]
+    def minibatch(self, data: torch.Tensor, n: int, labels: torch.Tensor | None = None):
+        """n training examples drawn with replacement, and their labels (None without); with `hflip`,
+        each flipped left-right with probability 1/2 (sony/vct's RandomHorizontalFlip), the coins from
+        the run's generator."""
+        i = self.rng.randint(len(data), n).to(data.device)
+        x = data[i]
         if self.spec["hflip"]:
             flip = (self.rng.rand(n) < 0.5).to(data.device).reshape(-1, *[1] * (x.ndim - 1))
             x = torch.where(flip, x.flip(-1), x)
-        return x
+        return x, (labels[i] if labels is not None else None)
 
     def weights(self) -> dict:
         out = {"model": self.model.state_dict(), "ema": self.ema.state_dict()}
@@ -196,12 +199,15 @@ class Run:
 
 def train(config: dict, x_train: np.ndarray, state_path: str | Path | None = None, resume: bool = False,
           progress: bool = True, device: str | torch.device = "cpu",
-          on_log: Callable[[dict], None] | None = None) -> tuple[dict, list[dict], list[dict]]:
-    """Train a consistency model on `x_train` (model space). Returns (final checkpoint, per-step log,
-    snapshots): the EMA weights every `train.snapshot_every` steps before the end, for the curve stage
-    (the final ones are the checkpoint's, not stored twice). `on_log`: called on rank 0 with each
-    logged row as it is logged (a live view: trainlog.TensorBoardLog)."""
+          on_log: Callable[[dict], None] | None = None,
+          y_train: np.ndarray | None = None) -> tuple[dict, list[dict], list[dict]]:
+    """Train a consistency model on `x_train` (model space), class-conditional on `y_train` (0-based
+    labels) where the network has a label_dim. Returns (final checkpoint, per-step log, snapshots):
+    the EMA weights every `train.snapshot_every` steps before the end, for the curve stage (the final
+    ones are the checkpoint's, not stored twice). `on_log`: called on rank 0 with each logged row as
+    it is logged (a live view: trainlog.TensorBoardLog)."""
     seed, spec = config["seed"], config["train"]
+    labels = class_labels(config, y_train, len(x_train))
     rank, world = distributed()
     if world != spec["gpus"]:
         raise UserError(f"train.gpus = {spec['gpus']} but this run has {world} process(es): launch it with "
@@ -228,7 +234,8 @@ def train(config: dict, x_train: np.ndarray, state_path: str | Path | None = Non
         snapshots = []
     bar = tqdm(initial=start, total=spec["steps"], desc=f"train seed={seed}", disable=not progress or rank != 0,
                mininterval=1.0)
-    for step, loss, grad_norm, stats, next_state in run.iterate(data, start, spec["steps"]):
+    labels = torch.from_numpy(labels).to(device) if labels is not None else None
+    for step, loss, grad_norm, stats, next_state in run.iterate(data, start, spec["steps"], labels):
         bar.update()
         if not run.healthy(loss, grad_norm):
             kept = f"; the last good state is in {state_path}" if state_path and state_path.is_file() else ""
@@ -253,6 +260,28 @@ def train(config: dict, x_train: np.ndarray, state_path: str | Path | None = Non
     checkpoint = {"config": config, "data_shape": list(data.shape[1:]), "step": spec["steps"],
                   **{k: _cpu(v) for k, v in run.weights().items()}}
     return checkpoint, log, snapshots
+
+
+def label_dim(config: dict) -> int:
+    """The number of classes the experiment's model is conditioned on (0: unconditional)."""
+    return config["network"].get("label_dim", 0)
+
+
+def class_labels(config: dict, y: np.ndarray | None, n: int) -> np.ndarray | None:
+    """The training labels a class-conditional model needs (int64), checked; None for an unconditional one."""
+    dim = label_dim(config)
+    if not dim:
+        return None
+    if y is None:
+        raise UserError(f"network.label_dim = {dim} (class-conditional) but the data set has no labels: "
+                        "use a labelled source or set label_dim: 0")
+    y = np.asarray(y)
+    if len(y) != n or not np.issubdtype(y.dtype, np.integer):
+        raise UserError(f"the data set's labels are {len(y)} {y.dtype} values for {n} images; expected integers")
+    if len(y) and (y.min() < 0 or y.max() >= dim):
+        raise UserError(f"the data set's labels run from {y.min()} to {y.max()}, outside 0..{dim - 1} "
+                        f"(network.label_dim = {dim})")
+    return y.astype(np.int64)
 
 
 def build_encoder(config: dict, data_shape: tuple[int, ...]) -> couplings.Encoder | None:
