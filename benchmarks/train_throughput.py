@@ -33,21 +33,22 @@ PEAK_TFLOPS = {("H100", "bf16"): 989.4, ("H100", "fp32"): 494.7, ("H200", "bf16"
                ("A100", "bf16"): 312.0, ("A100", "fp32"): 156.0}
 
 
-def timed(config, x, device) -> float:
+def timed(config, x, y, device) -> float:
     if device.startswith("cuda"):
         torch.cuda.synchronize()
     t0 = time.perf_counter()
-    training.train(config, x, progress=False, device=device)
+    training.train(config, x, progress=False, device=device, y_train=y)
     if device.startswith("cuda"):
         torch.cuda.synchronize()
     return time.perf_counter() - t0
 
 
-def flops_per_step(config, x, device) -> int:
+def flops_per_step(config, x, y, device) -> int:
     """FLOPs of one training step (step 1: the first may differ, e.g. an EMA copy)."""
     run = training.Run(config, tuple(x.shape[1:]), torch.device(device))
     data = torch.from_numpy(x).to(device)
-    steps = run.iterate(data, 0, 2)
+    labels = torch.from_numpy(y).to(device) if y is not None else None
+    steps = run.iterate(data, 0, 2, labels)
     next(steps)
     with FlopCounterMode(display=False) as counter:
         next(steps)
@@ -83,15 +84,17 @@ def main() -> None:
     shape = describe.data_shape(params, exp.dataset)
     x = np.random.default_rng(0).integers(0, 256, (max(4 * batch, 1024), *shape), dtype=np.uint8)
     x = x.astype(np.float32) / 127.5 - 1
+    classes = training.label_dim(exp.config)  # a class-conditional preset trains on random labels
+    y = np.random.default_rng(1).integers(0, classes, len(x)) if classes else None
     options = {"precision": a.precision or exp.config["train"].get("precision", "fp32"),
                "channels_last": a.channels_last or exp.config["train"].get("channels_last", False),
                "compile": a.compile or exp.config["train"].get("compile", False)}
     gpus = int(os.environ.get("WORLD_SIZE", "1"))  # the processes this runs as (torchrun for more), not the preset's
     base = P.deep_merge(exp.config, {"train": {"batch": batch, "checkpoint_every": 10**9, "log_every": 10**9,
                                                "snapshot_every": None, "gpus": gpus, **options}})
-    flops = flops_per_step(base, x, a.device)
-    t_warm = timed(P.deep_merge(base, {"train": {"steps": a.warmup}}), x, a.device)
-    t_full = timed(P.deep_merge(base, {"train": {"steps": a.warmup + a.steps}}), x, a.device)
+    flops = flops_per_step(base, x, y, a.device)
+    t_warm = timed(P.deep_merge(base, {"train": {"steps": a.warmup}}), x, y, a.device)
+    t_full = timed(P.deep_merge(base, {"train": {"steps": a.warmup + a.steps}}), x, y, a.device)
     seconds = (t_full - t_warm) / a.steps
     top = peak(a.device, options["precision"], a.peak_tflops)
     print(json.dumps({

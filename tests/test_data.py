@@ -7,7 +7,7 @@ import pytest
 
 from cifar_fixture import batch_pickle, write_archive
 from conftest import ctc
-from ctcoupling import data
+from ctcoupling import artifacts, data
 from ctcoupling.errors import UserError
 
 
@@ -209,8 +209,6 @@ def test_fashion_mnist_truncated_idx(tmp_path):
 def test_npz_source_checks_shape_and_hash(tmp_path):
     import hashlib
 
-    from ctcoupling import artifacts
-
     x = np.zeros((3, 3, 4, 4), np.uint8)
     artifacts.write_npz(tmp_path / "s.npz", {"x_train": x, "x_test": x[:1]})
     sha = hashlib.sha256((tmp_path / "s.npz").read_bytes()).hexdigest()
@@ -220,3 +218,20 @@ def test_npz_source_checks_shape_and_hash(tmp_path):
         data.build({"source": "npz", "path": str(tmp_path / "s.npz"), "shape": [3, 8, 8]})
     with pytest.raises(UserError, match="sha256 does not match"):
         data.build({"source": "npz", "path": str(tmp_path / "s.npz"), "shape": [3, 4, 4], "sha256": "0" * 64})
+
+
+def test_prepared_sets_are_memory_mapped_copy_on_write(tmp_path):
+    """load_prepared maps the members of an uncompressed .npz (as prepare writes it) instead of reading
+    them: the same values, shared pages; a write stays private; compressed archives are read as before."""
+    arrays = {"x_train": np.arange(2 * 3 * 4 * 4, dtype=np.uint8).reshape(2, 3, 4, 4),
+              "y_train": np.array([3, 1]), "x_test": np.ones((1, 2), np.float32), "empty": np.zeros((0, 2))}
+    artifacts.write_npz(tmp_path / "p.npz", arrays)
+    before = (tmp_path / "p.npz").read_bytes()
+    got = data.load_prepared(tmp_path / "p.npz")
+    assert isinstance(got["x_train"], np.memmap) and got.keys() == arrays.keys()
+    assert all(np.array_equal(got[k], v) and got[k].dtype == v.dtype for k, v in arrays.items())
+    got["x_train"][0] = 0
+    assert (tmp_path / "p.npz").read_bytes() == before
+    np.savez_compressed(tmp_path / "c.npz", **arrays)
+    plain = data.load_prepared(tmp_path / "c.npz")
+    assert not isinstance(plain["x_train"], np.memmap) and np.array_equal(plain["y_train"], arrays["y_train"])

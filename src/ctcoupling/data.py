@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import io
 import pickle
+import struct
 import tarfile
 import tempfile
 import urllib.request
+import zipfile
 import zlib
 from pathlib import Path, PurePosixPath
 
@@ -284,15 +286,48 @@ def source_files(spec: dict) -> list[Path]:
 
 
 def load_prepared(path: str | Path) -> dict[str, np.ndarray]:
-    """Read a prepared .npz (no pickles admitted)."""
+    """Read a prepared .npz (no pickles admitted). Its members are memory-mapped where they are stored
+    uncompressed, as `ctcoupling prepare` writes them (`_mapped_members`), so a large set is paged in as
+    read and shared between the processes of a job (eight torchrun ranks on ImageNet 64: one copy of
+    15.7 GB in the page cache, not eight); copy-on-write, so an in-place change stays private."""
     path = Path(path)
     if not path.is_file():
         raise UserError(f"{path}: prepared data set not found; run `ctcoupling prepare` first")
     try:
+        mapped = _mapped_members(path)
+        if mapped is not None:
+            return mapped
         with np.load(path, allow_pickle=False) as z:
             return {k: z[k] for k in z.files}
     except Exception as e:
         raise UserError(f"{path}: unreadable prepared data set ({e}); run `ctcoupling prepare` again") from None
+
+
+def _mapped_members(path: Path) -> dict[str, np.ndarray] | None:
+    """Every .npy member of an uncompressed .npz as a copy-on-write np.memmap at its data's offset, or None
+    where a member is compressed (np.load then reads it). numpy memory-maps only plain .npy files, hence
+    this: the member's bytes start after the zip local header (30 bytes, its name and extra field) and the
+    .npy header, which numpy's own header readers parse."""
+    out = {}
+    with zipfile.ZipFile(path) as zf, open(path, "rb") as f:
+        for info in zf.infolist():
+            if info.compress_type != zipfile.ZIP_STORED or not info.filename.endswith(".npy"):
+                return None
+            f.seek(info.header_offset + 26)
+            name_len, extra_len = struct.unpack("<HH", f.read(4))
+            f.seek(info.header_offset + 30 + name_len + extra_len)
+            version = np.lib.format.read_magic(f)
+            read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+            shape, fortran, dtype = read_header(f)
+            if dtype.hasobject:
+                raise ValueError(f"member {info.filename} holds Python objects, which are not admitted")
+            name = info.filename[:-4]
+            if 0 in shape:
+                out[name] = np.empty(shape, dtype)
+            else:
+                out[name] = np.memmap(path, dtype=dtype, mode="c", shape=shape, order="F" if fortran else "C",
+                                      offset=f.tell())
+    return out
 
 
 def describe(arrays: dict[str, np.ndarray]) -> dict:

@@ -76,8 +76,8 @@ def train(params: dict, name: str, source: str, progress: bool = True, resume: b
     on_log = trainlog.TensorBoardLog(live) if live else None
     t0 = time.perf_counter()
     try:
-        ckpt, log, snapshots = training.train(config, data.to_model_space(d["x_train"]), state_path, resume,
-                                              progress, device, on_log, d.get("y_train"))
+        x = d["x_train"] if d["x_train"].dtype == np.uint8 else data.to_model_space(d["x_train"])  # uint8: per batch
+        ckpt, log, snapshots = training.train(config, x, state_path, resume, progress, device, on_log, d.get("y_train"))
     finally:
         if on_log:
             on_log.close()

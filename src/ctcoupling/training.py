@@ -23,6 +23,7 @@ from tqdm import tqdm
 
 from . import artifacts, couplings, networks, objectives, optim
 from .errors import UserError
+from .data import to_model_space
 from .kernels import ConsistencyModel, Kernel
 from .objectives import Draws
 from .pipeline import TORCHRUN
@@ -81,6 +82,8 @@ class Run:
             self.averages.append(optim.EMA(self.ema_encoder, self.encoder))
         self.opt = optim.make_optimizer(self.trainable, spec)  # VC: the encoder trains in the same optimiser
         self.rng = BatchRNG(seed + 1, rank, world)
+        # uint8 -> model space by table: exactly data.to_model_space's float32 values, on any kernel
+        self.model_space = torch.from_numpy(to_model_space(np.arange(256, dtype=np.uint8)))
         self.loss_fn = objectives.build(config["objective"], spec["steps"])
         self.memory_format = torch.channels_last if spec.get("channels_last") else torch.contiguous_format
         for module in (self.model, self.ema, self.encoder, self.ema_encoder):
@@ -157,6 +160,8 @@ class Run:
         the run's generator."""
         i = self.rng.randint(len(data), n).to(data.device)
         x = data[i]
+        if x.dtype == torch.uint8:  # images stay uint8 until drawn (ImageNet 64 in float32 would be 63 GB)
+            x = self.model_space.to(x.device)[x.long()]
         if self.spec["hflip"]:
             flip = (self.rng.rand(n) < 0.5).to(data.device).reshape(-1, *[1] * (x.ndim - 1))
             x = torch.where(flip, x.flip(-1), x)
@@ -201,7 +206,8 @@ def train(config: dict, x_train: np.ndarray, state_path: str | Path | None = Non
           progress: bool = True, device: str | torch.device = "cpu",
           on_log: Callable[[dict], None] | None = None,
           y_train: np.ndarray | None = None) -> tuple[dict, list[dict], list[dict]]:
-    """Train a consistency model on `x_train` (model space), class-conditional on `y_train` (0-based
+    """Train a consistency model on `x_train` (uint8 images, converted per minibatch, or points in model
+    space), class-conditional on `y_train` (0-based
     labels) where the network has a label_dim. Returns (final checkpoint, per-step log, snapshots):
     the EMA weights every `train.snapshot_every` steps before the end, for the curve stage (the final
     ones are the checkpoint's, not stored twice). `on_log`: called on rank 0 with each logged row as
