@@ -470,7 +470,9 @@ def test_imagenet_ecm_loss_matches_sony_vct_models_ecm():
 def test_sony_vct_power_ema_and_learning_rate():
     """utils/utils.py std_to_exp(0.1) (np.roots of [1, 7, 16 - s^-2, 12 - s^-2], the largest real root) and
     power_function_beta(std, t) = (1 - 1/(t + 1))^(exp + 1); lightning_cm.py ema_update: p_ema <-
-    p_net.lerp(p_ema, 1 - beta) at t = global_step (the steps done before this one); the learning rate
+    p_net.lerp(p_ema, 1 - beta) at t = global_step, the steps done before this one (Lightning's automatic
+    loop, loops/optimization/automatic.py, counts a step completed after the optimizer_step hook returns,
+    and on_before_optimizer_step sees the same count); the learning rate
     lr / sqrt(max(step / lr_decay, 1)) with lr 1e-3, lr_decay 2000, Adam betas (0.9, 0.99)."""
     gamma = float(np.roots([1, 7, 16 - 100.0, 12 - 100.0]).real.max())
     assert O.VCT_IMAGENET_EMA_GAMMA == pytest.approx(gamma, rel=1e-12) and 6.9 < gamma < 7.0

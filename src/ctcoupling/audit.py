@@ -10,7 +10,7 @@ moves FID by a few percent at equal models. The same band applies to KID x100 an
 
 Verdicts, in the order they are decided:
 - "reference only": no params file of this project reproduces the row (`reproduce: null`): another
-  method, or a setting no preset can match; the row's `reference_only` says which, in the note.
+  method, or a setting that none of the presets matches; the row's `reference_only` says which.
 - "not run": the preset is not the current params file, or its cell has no measurement yet.
 - "unavailable": the Inception weights were missing, so nothing was measured.
 - "not comparable": measured with another extractor, a sample count other than 50,000, another NFE,
@@ -268,7 +268,7 @@ def markdown(rows: list[dict], source_note: str) -> str:
         "measurement yet; the note gives the command.",
         "- **unavailable**: the Inception weights were missing, so nothing was measured.",
         "- **reference only**: no params file of this project reproduces the row (another method, or a setting "
-        "no preset matches; the note says which).",
+        "that none of the presets matches; the note says which).",
         "- **status**: verified (read in the paper or official README), cited (several later papers' "
         "tables), seed (the project's seed summary), unverified (recalled or one third-party table). "
         "Only verified and cited values are settled.",
