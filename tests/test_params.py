@@ -89,6 +89,13 @@ def test_stage_param_keys_are_exact():
     (lambda p: p["couplings"]["gc"].update(mu_ramp_steps=10_000), "key 'couplings.gc.mu_ramp_steps' of experiment "
                                                                   "two_gaussians-ict-gc-s0: 10000 ramps past the end"),
     (lambda p: p["train"].update(ema_gamma=6.94), "ema_gamma and ema_warmup are two EMA schedules"),
+    # network keys checked against the network's kind, in the section and after an override
+    (lambda p: p["networks"]["unet_digits"].update(hidden=64),
+     "key 'networks.unet_digits': unknown key 'hidden' for its kind (allowed: kind, label_dim, dropout"),
+    (lambda p: p["overrides"].setdefault("x", {"match": {"dataset": ["two_gaussians"]},
+                                               "set": {"network": {"model_channels": 8}}}),
+     "key 'networks.mlp' of experiment two_gaussians-ict-ic-s0, after its overrides: unknown key 'model_channels' "
+     "for its kind"),
     # settings checked against the coupling/objective they belong to
     (lambda p: p["couplings"]["ot"].update(mu=0.5), "key 'couplings.ot.mu': does not apply to coupling kind 'ot'"),
     (lambda p: p["objectives"]["ict"].update(form="official"),

@@ -68,6 +68,8 @@ def _describe(error: jsonschema.ValidationError) -> str:
         extra = sorted(set(error.instance) - set(allowed))
         if extra and allowed:
             return f"key '{key}': unknown key '{extra[0]}' (allowed: {', '.join(allowed)})"
+    if error.validator == "enum" and "propertyNames" in error.schema_path:  # a key of another kind of section
+        return f"key '{key}': unknown key {error.instance!r} for its kind (allowed: {', '.join(error.validator_value)})"
     if error.validator == "required":
         return f"key '{key}': {error.message}"
     return f"key '{key}': {error.message}"
@@ -124,6 +126,7 @@ def validate(params: dict, source: str = "params") -> dict:
     for e in experiments(params):
         _check_fidelity(params, e, source)
         _check_order(e, source)
+        _check_networks(e, source)
     return params
 
 
@@ -184,6 +187,25 @@ def _check_order(e: Experiment, source: str) -> None:
     if any(b >= a for a, b in zip(sample["t_mid"], sample["t_mid"][1:])) or any(
             not kernel["sigma_min"] < t < kernel["sigma_max"] for t in sample["t_mid"]):
         raise UserError(f"{key('sample.t_mid')}: times must decrease and stay between sigma_min and sigma_max")
+
+
+@lru_cache(maxsize=1)
+def _network_validator() -> jsonschema.Draft202012Validator:
+    return jsonschema.Draft202012Validator({"$ref": "#/$defs/network", "$defs": schema()["$defs"]})
+
+
+def _check_networks(e: Experiment, source: str) -> None:
+    """The experiment's networks as its overrides leave them (`set.network` may add any network key)
+    against the schema of their kind: a key of another kind is an error here, not in the train job."""
+    validator = _network_validator()
+    for section, name in (("network", e.config["train"]["network"]), ("encoder_network", e.config["coupling"].get("encoder"))):
+        if section in e.config:
+            error = jsonschema.exceptions.best_match(validator.iter_errors(e.config[section]))
+            if error is not None:
+                while error.context:
+                    error = jsonschema.exceptions.best_match(error.context)
+                raise UserError(f"{source}: key 'networks.{name}' of experiment {e.name}, after its overrides: "
+                                f"{_describe(error).split(': ', 1)[1]}")
 
 
 def _check_fidelity(params: dict, e: Experiment, source: str) -> None:
