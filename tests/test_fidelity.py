@@ -167,3 +167,12 @@ def test_kid_subset_size_and_bad_arguments(tmp_path):
         fidelity.compute(x, x, "vgg16", None, tmp_path, "ref")
     with pytest.raises(UserError, match="classifier"):
         fidelity.compute(x, x, "ctcoupling-classifier", tmp_path / "none.pt", tmp_path, "ref")
+
+
+def test_reference_subset_is_fixed_sorted_and_only_when_smaller():
+    """evaluate.fidelity.reference_n (consistency_GC scores against 50,000 training images): the same
+    seeded subset for every experiment of a data set; the whole split where n covers it."""
+    a, b = fidelity.reference_subset(1000, 100), fidelity.reference_subset(1000, 100)
+    assert np.array_equal(a, b) and len(np.unique(a)) == 100 and np.all(np.diff(a) > 0) and a.max() < 1000
+    assert fidelity.reference_subset(1000, None) is None and fidelity.reference_subset(1000, 1000) is None
+    assert not np.array_equal(a, np.arange(100))  # random, not the first n
