@@ -181,8 +181,8 @@ RUNS = {
         },
         "notes": [
             "init: sony/vct starts from EDM2-S's published ImageNet-64 weights (network.reload_url "
-            "edm2-img64-s-1073741-0.075.pkl), a pickle this suite does not unpickle: convert it to a model.pt "
-            "yourself and set train.init, or the preset trains from scratch",
+            "edm2-img64-s-1073741-0.075.pkl): download it and set train.init to the .pkl (read without running "
+            "it, ctcoupling.pretrained); the preset leaves it unset, since nothing is downloaded for you",
             "batch: 128 per GPU on every GPU of the node (Lightning devices: auto); the code does not fix the "
             "GPU count, the preset assumes 8 (train.batch 1024)",
             "data: sony/vct reads an EDM dataset zip (NVlabs/edm dataset_tool.py) of ImageNet at 64x64, the "

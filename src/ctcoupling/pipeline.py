@@ -264,8 +264,8 @@ SRC = "src/ctcoupling"
 # change to one re-runs exactly the stages that use it, and each stage records their sha256.
 CODE = {stage: ("artifacts.py", "portable.py") + modules for stage, modules in {
     "prepare": ("data.py", "imagesets.py"),
-    "train": ("kernels.py", "networks.py", "edm2.py", "objectives.py", "couplings.py", "assignment.py",
-              "optim.py", "randomness.py", "training.py", "trainlog.py"),
+    "train": ("kernels.py", "networks.py", "edm2.py", "pretrained.py", "objectives.py", "couplings.py",
+              "assignment.py", "optim.py", "randomness.py", "training.py", "trainlog.py"),
     "sample": ("kernels.py", "networks.py", "edm2.py", "sampling.py", "couplings.py",  # OT re-pairing
                "assignment.py"),
     "classifier": ("classifier.py",),

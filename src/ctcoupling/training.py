@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from . import artifacts, couplings, networks, objectives, optim
+from . import artifacts, couplings, networks, objectives, optim, pretrained
 from .errors import UserError
 from .data import to_model_space
 from .kernels import ConsistencyModel, Kernel
@@ -64,9 +64,13 @@ class Run:
         self.config, self.spec, self.world = config, spec, world
         torch.manual_seed(seed)  # initialisation (identical on every rank) and dropout
         self.model = build_model(config, data_shape).to(device)
-        if spec.get("init"):
-            init = _load_state(Path(spec["init"]))
-            self.model.load_state_dict(init.get("ema", init.get("model")))
+        if spec.get("init"):  # a ctcoupling model.pt, or an EDM/EDM2 network pickle read without running it
+            init = Path(spec["init"])
+            if init.suffix == ".pkl":
+                self.model.load_state_dict(pretrained.init_state(self.model, init))
+            else:
+                state = _load_state(init)
+                self.model.load_state_dict(state.get("ema", state.get("model")))
         self.ema = copy.deepcopy(self.model).requires_grad_(False)
         encoder = build_encoder(config, data_shape)
         self.encoder = encoder.to(device) if encoder is not None else None
