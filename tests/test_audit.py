@@ -321,3 +321,27 @@ def test_eval_records_of_training_seeds_merge_into_mean_and_std():
     assert gc_row["verdict"] == "within tolerance" and gc_row["measured"] == pytest.approx(6.0)
     ic_row = next(r for (m, metric), r in by_method.items() if m.startswith("iCT-IC") and metric == "fid")
     assert ic_row["verdict"] == "unavailable"
+
+
+def test_a_preset_that_is_not_the_official_run_says_so_and_a_fine_tuned_row_is_not_comparable():
+    """The ImageNet-64 preset without train.init trains from scratch where sony/vct fine-tunes EDM2-S:
+    its audit row says so, and a measurement of it is not comparable (official.DEFINING)."""
+    from ctcoupling import official, params as P
+
+    rep = {"params": "params/imagenet64_ecm_vc.yaml", "dataset": "imagenet64", "objective": "ecm",
+           "coupling": "vc", "nfe": 2}
+    preset = P.load(ROOT / rep["params"])
+    devs = official.preset_deviations(P.experiments(preset), preset["official"], rep)
+    assert [d["key"] for d in devs] == ["train.init", "sample.labels"]
+    r = row(1.97, nfe=2, dataset="imagenet64", fid_protocol="vct")
+    r["reproduce"] = rep
+    out = audit.verdict(r, None, GC_PARAMS, devs)
+    assert out["verdict"] == "not run"
+    assert ("the preset differs from the official run in train.init: trains from scratch: not the official run; "
+            "set train.init to edm2-img64-s-1073741-0.075.pkl") in out["note"]
+    out = audit.verdict(r, measured(1.97, nfe=2, fid_protocol="vct", checkpoint="best"), rep["params"], devs)
+    assert out["verdict"] == "not comparable"
+    assert "not the official run: train.init is None, officially 'edm2-img64-s-1073741-0.075.pkl'" in out["note"]
+    only_labels = [d for d in devs if d["key"] != "train.init"]  # train.init set: the labels alone do not count
+    assert audit.verdict(r, measured(1.97, nfe=2, fid_protocol="vct", checkpoint="best"), rep["params"],
+                         only_labels)["verdict"] == "within tolerance"

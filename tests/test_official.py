@@ -21,7 +21,7 @@ from ctcoupling.couplings import IndependentCoupling
 from ctcoupling.errors import UserError
 from ctcoupling.kernels import ConsistencyModel, Kernel
 from ctcoupling.networks import MLP, build
-from ctcoupling.randomness import BatchRNG
+from ctcoupling.randomness import BatchRNG, EpochSampler
 
 
 def smoke():
@@ -101,6 +101,48 @@ def test_ema_warmup_is_ema_pytorch_0_2_3_bitwise():
     assert not torch.equal(next(run.ema.parameters()), next(run.model.parameters()))  # it did average
 
 
+@pytest.mark.parametrize("start", [10000, 7])
+def test_ema_start_is_ema_pytorch_update_after_step_bitwise(start):
+    """consistency_GC train_consistency.py: EMA(unet, beta=ema_decay, update_after_step=train_cfg.ema_start,
+    update_every=5), update() once per step; utils.py Train_config's ema_start defaults to 10,000 and
+    configs/imagenet_*.yaml set none. The real ema-pytorch 0.2.3 driven the same way: up to ema_start the
+    EMA copies the online weights at every 5th step, then its warm-up starts over."""
+    from ema_pytorch import EMA
+
+    spec = {"ema": 0.9999, "ema_warmup": {"inv_gamma": 1.0, "power": 2 / 3}, "ema_update_every": 5,
+            "ema_start": start}
+    torch.manual_seed(0)
+    model = torch.nn.Linear(3, 2)
+    ours = copy.deepcopy(model).requires_grad_(False)
+    average = optim.EMA(ours, model)
+    oracle = EMA(model, beta=0.9999, update_after_step=start, update_every=5)
+    copies = averages = 0
+    for step in range(start + 40):
+        with torch.no_grad():
+            for p in model.parameters():
+                p.add_(torch.randn(p.shape) * 0.01)  # an optimiser step
+        oracle.update()
+        decay = optim.ema_decay(spec, step)
+        if decay is not None:
+            average.update(decay)
+            copies, averages = copies + (decay == 0.0), averages + (decay > 0)
+        for (name, a), b in zip(ours.named_parameters(), oracle.ema_model.parameters()):
+            assert torch.equal(a, b), f"step {step}: {name} differs from ema-pytorch"
+    first = start - start % 5 + 5  # the first update after ema_start: the EMA initialises by a copy
+    assert copies == first // 5 + 1 and averages == len(range(first + 5, start + 40, 5)) >= 5
+    assert not torch.equal(ours.weight, model.weight)
+
+
+def test_gc_presets_take_ema_start_from_their_official_configs():
+    """configs/cifar10_*.yaml and celebA_*.yaml set ema_start: 0; imagenet_*.yaml set none (10,000)."""
+    for name, run, start in (("cifar10_gc_net", "gc_cifar10", 0), ("celeba64_ict_gc", "gc_celeba64", 0),
+                             ("lsun_church64_ict_gc", "gc_lsun_church64", 0),
+                             ("imagenet32_ict_gc", "gc_imagenet32", 10000)):
+        for e in P.experiments(preset(name)):
+            assert e.config["train"]["ema_start"] == start, e.name
+        assert O.official_settings(run, "gc")["train.ema_start"] == start, name
+
+
 def test_ema_warmup_decays_match_the_official_sequence():
     """ema-pytorch get_current_decay: 1 - (1 + k)^(-2/3) at call k, capped by beta; only every 5th
     call updates, and calls 0 and 5 copy the weights."""
@@ -171,8 +213,10 @@ def test_hflip_flips_about_half_along_the_width_and_is_seeded():
     for i, r in enumerate(rows):
         assert torch.equal(xa[i], hflip(images[r]) if flipped[i] else images[r])
     assert 0.4 < flipped.float().mean() < 0.6
-    # without hflip the minibatch is the plain draw (no coins taken from the generator)
-    assert torch.equal(xp, images[BatchRNG(1).randint(4096, 512)])
+    # without hflip the minibatch is the plain draw of examples (the first epoch's order) and no coins
+    # are taken from the batch generator
+    assert torch.equal(xp, images[EpochSampler(4096, plain.config["seed"]).indices(0, 512)])
+    assert torch.equal(plain.rng.get_state(), BatchRNG(1).get_state())
 
 
 def test_flips_apply_to_images_only():
@@ -386,12 +430,38 @@ def test_describe_names_an_unexplained_difference():
 
 
 def test_gc_and_vct_presets_match_their_official_runs_exactly():
-    for name in ("cifar10_gc_net", "fashion_mnist_ict", "ffhq64_ecm", "imagenet32_ict_gc", "celeba64_ict_gc",
+    for name in ("cifar10_gc_net", "fashion_mnist_ict", "imagenet32_ict_gc", "celeba64_ict_gc",
                  "lsun_church64_ict_gc"):
         assert all(not r["deviations"] for r in describe.describe(preset(name))), name
-    # ImageNet 64: class-balanced FID labels instead of sony/vct's uniform draws, and nothing else
+    # the ECM runs start from EDM's published networks (sony/vct README network.reload_url, locuslab/ect
+    # run_ecm.sh --transfer): a preset without train.init differs in that alone
+    for r in describe.describe(preset("ffhq64_ecm")):
+        assert [d["key"] for d in r["deviations"]] == ["train.init"], r["experiment"]
+    # ImageNet 64: class-balanced FID labels instead of sony/vct's uniform draws, and, until train.init
+    # names EDM2-S's pickle, the start from scratch
     for r in describe.describe(preset("imagenet64_ecm_vc")):
+        assert [d["key"] for d in r["deviations"]] == ["train.init", "sample.labels"], r["experiment"]
+        assert r["deviations"][0]["why"].startswith("trains from scratch: not the official run; set train.init "
+                                                    "to edm2-img64-s-1073741-0.075.pkl")
+    params = preset("imagenet64_ecm_vc")
+    params["train"]["init"] = "/data/weights/edm2-img64-s-1073741-0.075.pkl"  # wherever the user keeps it
+    for r in describe.describe(params):
         assert [d["key"] for d in r["deviations"]] == ["sample.labels"], r["experiment"]
+    params["train"]["init"] = "/data/weights/edm2-img64-m-2147483-0.060.pkl"  # another published network
+    assert all(r["deviations"][0]["key"] == "train.init" for r in describe.describe(params))
+
+
+def test_imagenet64_trains_on_every_image_as_sony_vct():
+    """sony/vct trains on the whole ImageNet-64 zip and measures FID against it (n_test: 0)."""
+    assert preset("imagenet64_ecm_vc")["datasets"]["imagenet64"]["n_test"] == 0
+
+
+def test_every_loader_draws_per_epoch_and_the_presets_too():
+    for name in PRESETS:
+        for e in P.experiments(preset(name)):
+            assert e.config["train"]["minibatch"] == "epoch", e.name
+    assert all(O.official_settings(run, kind)["train.minibatch"] == "epoch"
+               for run, entry in O.RUNS.items() for kind in entry["couplings"])
 
 
 def test_fashion_mnist_network_is_the_readme_command():

@@ -16,6 +16,7 @@ from proctree import with_descendants
 from ctcoupling import optim, training
 from ctcoupling import params as P
 from ctcoupling.errors import UserError
+from ctcoupling.randomness import EpochSampler
 
 
 def test_lion_update_is_a_signed_step():
@@ -290,3 +291,51 @@ def test_class_conditional_training_needs_labels_in_range():
         training.class_labels(config, np.arange(4), 5)
     assert training.class_labels({"network": {"kind": "mlp"}}, np.arange(4), 4) is None  # unconditional: unused
     assert training.class_labels(config, np.array([2, 0], np.int32), 2).dtype == np.int64
+
+
+# ---------------------------------------------------------------------------------------------
+# Minibatches per epoch (issue 24): every official loader shuffles once per epoch, without replacement.
+
+
+def test_epoch_permutations_are_torch_distributed_samplers():
+    """Epoch e's order is torch.utils.data.DistributedSampler's (shuffle=True, seed=base, set_epoch(e)),
+    the sampler consistency_GC's train_consistency.py trains with."""
+    from torch.utils.data import DistributedSampler
+
+    sampler = EpochSampler(37, seed=5)
+    oracle = DistributedSampler(range(37), num_replicas=1, rank=0, shuffle=True, seed=sampler.base)
+    for epoch in (0, 1, 7):
+        oracle.set_epoch(epoch)
+        assert sampler.permutation(epoch).tolist() == list(oracle), epoch
+    assert EpochSampler(37, seed=6).base != sampler.base
+
+
+def test_epoch_minibatches_cover_every_example_once_per_epoch_and_split_ranks_disjointly():
+    n, batch = 10, 4  # epochs end mid-batch: the remainder continues into the next epoch's order
+    one = EpochSampler(n, seed=3)
+    stream = torch.cat([one.indices(k, batch) for k in range(10)])  # 40 positions: 4 epochs
+    for e in range(4):
+        assert sorted(stream[e * n:(e + 1) * n].tolist()) == list(range(n)), e
+    assert not torch.equal(one.permutation(0), one.permutation(1))  # reshuffled each epoch
+    ranks = [EpochSampler(n, 3, rank, 2) for rank in (0, 1)]
+    for k in range(10):  # rank r: rows r*b:(r+1)*b of the 1-process global batch, as BatchRNG's draws
+        assert torch.equal(torch.cat([r.indices(k, batch // 2) for r in ranks]), one.indices(k, batch))
+    assert torch.equal(EpochSampler(n, 3).indices(7, batch), one.indices(7, batch))  # stateless: resumable
+    assert not torch.equal(EpochSampler(n, 4).indices(7, batch), one.indices(7, batch))
+
+
+def test_training_draws_each_example_once_per_epoch_and_replacement_stays_an_option(tmp_path):
+    x = torch.arange(12, dtype=torch.float32).reshape(6, 2)  # 6 distinct points, batch 2: 3 steps an epoch
+
+    def seen(minibatch: str) -> list[list[int]]:
+        config = _config(tmp_path, steps=6, batch=2, minibatch=minibatch)
+        run = training.Run(config, (2,), torch.device("cpu"))
+        return [sorted((run.minibatch(x, 2, step=k)[0][:, 0] / 2).long().tolist()) for k in range(6)]
+
+    epochs = seen("epoch")
+    assert sorted(sum(epochs[:3], [])) == sorted(sum(epochs[3:], [])) == list(range(6))
+    config = _config(tmp_path, steps=6, batch=2, minibatch="replacement")
+    run = training.Run(config, (2,), torch.device("cpu"))
+    oracle = torch.Generator().manual_seed(config["seed"] + 1)  # the batch generator's uniform draws
+    for k in range(3):
+        assert torch.equal(run.minibatch(x, 2, step=k)[0], x[torch.randint(6, (2,), generator=oracle)])

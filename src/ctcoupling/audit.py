@@ -35,6 +35,7 @@ import jsonschema
 import yaml
 
 from .errors import UserError
+from .official import DEFINING
 from .params import _describe
 
 FID_EXTRACTOR = "inception-v3-compat"
@@ -185,9 +186,12 @@ def _like_for_like(row: dict, measured: dict) -> list[str]:
     return notes
 
 
-def verdict(row: dict, measured: dict | None, current_params: str) -> dict:
+def verdict(row: dict, measured: dict | None, current_params: str, deviations: list[dict] = ()) -> dict:
     """One audit row (COLUMNS) for a registry row and its measurement, if any (module docstring).
-    `published_protocol` is how the paper measured, `protocol` how this project did."""
+    `published_protocol` is how the paper measured, `protocol` how this project did. `deviations`: how
+    the preset's cell differs from the official run (official.preset_deviations), each named in the note;
+    a measurement that differs in a defining setting (official.DEFINING, e.g. trained from scratch where
+    the paper fine-tunes) is not comparable."""
     r = row["reproduce"]
     out = dict.fromkeys(COLUMNS)
     out.update(id=row["id"], dataset=row["dataset"], method=row["method"], nfe=row["nfe"], metric=row["metric"],
@@ -209,7 +213,9 @@ def verdict(row: dict, measured: dict | None, current_params: str) -> dict:
         else:
             out.update(measured=measured["mean"], measured_std=measured["std"], protocol=measured["protocol"],
                        n_samples=measured["n_samples"])
-            reasons = _incomparable(row, measured)
+            reasons = _incomparable(row, measured) + [
+                f"not the official run: {d['key']} is {d['ours']!r}, officially {d['official']!r}"
+                for d in deviations if d["key"] in DEFINING]
             if reasons:
                 out["verdict"] = "not comparable"
                 notes += reasons
@@ -219,15 +225,22 @@ def verdict(row: dict, measured: dict | None, current_params: str) -> dict:
                 out["tolerance"] = tolerance(row["value"], row["std"])
                 out["verdict"] = ("within tolerance" if abs(out["difference"]) <= out["tolerance"]
                                   else "outside tolerance")
+    if r is not None and deviations:
+        notes.append("the preset differs from the official run in " + "; ".join(
+            f"{d['key']}: {d['why'] or 'not explained'}" for d in deviations))
     if row.get("note"):
         notes.append(row["note"])
     out["note"] = "; ".join(notes) or None
     return out
 
 
-def audit_table(registry: list[dict], measurements: dict[tuple, dict], current_params: str) -> list[dict]:
-    """Every registry row's verdict, in registry order; measurements are keyed by `measurement_key`."""
-    return [verdict(row, measurements.get(measurement_key(row)), current_params) for row in registry]
+def audit_table(registry: list[dict], measurements: dict[tuple, dict], current_params: str,
+                deviations: dict[str, list[dict]] | None = None) -> list[dict]:
+    """Every registry row's verdict, in registry order; measurements are keyed by `measurement_key`,
+    `deviations` (optional) by the row's id."""
+    deviations = deviations or {}
+    return [verdict(row, measurements.get(measurement_key(row)), current_params, deviations.get(row["id"], []))
+            for row in registry]
 
 
 def _number(x, fmt: str = ".2f", std=None) -> str:

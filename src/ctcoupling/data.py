@@ -285,6 +285,13 @@ def source_files(spec: dict) -> list[Path]:
     return []
 
 
+def point_reference(prepared: dict[str, np.ndarray]) -> tuple[np.ndarray, str]:
+    """The images samples are compared with point by point (W2, the figures), and which split they are:
+    the held-out `x_test`, or the training images where every image trains (n_test: 0, as sony/vct's
+    ImageNet 64, whose FID is measured against the training set too)."""
+    return (prepared["x_test"], "test") if len(prepared["x_test"]) else (prepared["x_train"], "train")
+
+
 def load_prepared(path: str | Path) -> dict[str, np.ndarray]:
     """Read a prepared .npz (no pickles admitted). Its members are memory-mapped where they are stored
     uncompressed, as `ctcoupling prepare` writes them (`_mapped_members`), so a large set is paged in as

@@ -89,7 +89,8 @@ def text(rows: list[dict], source: str) -> str:
             f"  coupling          {r['settings']['coupling']['kind']}" + (
                 f", encoder {r['encoder']}: {r['encoder_parameters']:,} parameters "
                 f"({r['encoder_parameters'] / 1e6:.2f}M)" if r["encoder"] else ""),
-            f"  training          {t['steps']:,} steps, batch {t['batch']}, {t['optimizer']} lr {t['lr']:g}, "
+            f"  training          {t['steps']:,} steps, batch {t['batch']} ({_MINIBATCH[t['minibatch']]}), "
+            f"{t['optimizer']} lr {t['lr']:g}, "
             f"EMA {_ema(t)}",
             f"  train job         {_job(r['train_job'])}",
             f"  sampling          {r['settings']['sample']['steps']} step(s), t_mid {r['settings']['sample']['t_mid']}"
@@ -101,6 +102,9 @@ def text(rows: list[dict], source: str) -> str:
     return "\n".join(out)
 
 
+_MINIBATCH = {"epoch": "one shuffle per epoch", "replacement": "drawn with replacement"}
+
+
 def _ema(t: dict) -> str:
     if t["ema_gamma"] is not None:
         form = ", sony/vct's form: decay 1 - (1 - 1/t)^(gamma+1)" if t.get("ema_form") == "sony_vct" else ""
@@ -108,7 +112,11 @@ def _ema(t: dict) -> str:
     every = f", every {t['ema_update_every']} steps" if t["ema_update_every"] > 1 else ""
     if t["ema_warmup"] is not None:
         w = t["ema_warmup"]
-        return f"min(1 - (1 + k/{w['inv_gamma']:g})^-{w['power']:.4g}, {t['ema']}) from a copy (ema-pytorch){every}"
+        start = t.get("ema_start", 0)
+        k = f"(k - {start})" if start else "k"
+        copy = f"a copy of the online weights until step {start}, then " if start else ""
+        return (f"{copy}min(1 - (1 + {k}/{w['inv_gamma']:g})^-{w['power']:.4g}, {t['ema']}) from a copy "
+                f"(ema-pytorch){every}")
     return f"{t['ema']}{every}"
 
 

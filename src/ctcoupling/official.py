@@ -9,6 +9,8 @@ Pure data and a comparison: no I/O.
 """
 from __future__ import annotations
 
+from pathlib import PurePath
+
 import numpy as np
 
 _VE = {"objective.kernel.kind": "ve", "objective.kernel.sigma_max": 80.0, "objective.kernel.sigma_data": 0.5,
@@ -22,6 +24,17 @@ _DDPMPP = {"network.kind": "songunet", "network.embedding_type": "positional", "
            "network.encoder_type": "standard", "network.decoder_type": "standard", "network.resample_filter": [1, 1]}
 _CONSTANT_EMA = {"train.ema": 0.9999, "train.ema_gamma": None, "train.ema_warmup": None, "train.ema_update_every": 1,
                  "train.lr_ref_steps": None}
+
+
+class File(str):
+    """An official setting that is a file: ours matches when its path names the same file (the user keeps
+    the published file wherever they like)."""
+
+
+# Every official loader draws without replacement, one shuffle per epoch: sony/vct datamodules/*.py
+# (ResumableDataLoader, shuffle=True), consistency_GC train_consistency.py (DistributedSampler, set_epoch),
+# locuslab/ect (EDM's InfiniteSampler: one shuffled order, kept re-mixed as it is walked).
+_LOADER = {"train.minibatch": "epoch"}
 
 
 def _net(prefix: str, channels: int, mult: list, blocks: int, attn: list, dropout: float) -> dict:
@@ -39,14 +52,16 @@ _VCT = {"train.optimizer": "radam", "train.lr": 1e-4, **_CONSTANT_EMA, "train.no
 
 
 def _vct_run(title: str, source: str, objective: dict, mult: list, channels: int, dropout: float, batch: int,
-             hflip: bool, kl_scale: float) -> dict:
+             hflip: bool, kl_scale: float, init: str | None = None) -> dict:
     """A sony/vct run and its baselines. README: "To run the baselines, set model.coupling=ot ... or
     independent. In either case, set grad_clip_val=0"; VC runs clip at 200; OT runs re-pair the noise
-    of later sampling steps (models/cm_base.py)."""
+    of later sampling steps (models/cm_base.py). `init`: the published pickle its README command starts
+    from (network.reload_url; the ECM runs), or None (from scratch: the iCT runs)."""
     return {
         "title": title, "source": source,
         "settings": {**objective, **_DDPMPP, **_net("network", channels, mult, 4, [16], dropout),
-                     "train.steps": 400000, "train.batch": batch, "train.hflip": hflip, **_VCT},
+                     "train.steps": 400000, "train.batch": batch, "train.hflip": hflip,
+                     "train.init": File(init) if init else None, **_VCT},
         "couplings": {
             "ic": {"coupling.kind": "ic", "train.grad_clip": None},
             "ot": {"coupling.kind": "ot", "train.grad_clip": None, "sample.ot_pairing": True},
@@ -65,6 +80,12 @@ def std_to_gamma(std: float) -> float:
     return float(np.roots([1, 7, 16 - t, 12 - t]).real.max())
 
 
+# EDM's CIFAR-10 DDPM++ (uncond, VP), which locuslab/ect run_ecm.sh (--transfer) and sony/vct's ECM-VC CIFAR-10
+# command (network.reload_url) start from
+EDM_CIFAR10 = "edm-cifar10-32x32-uncond-vp.pkl"
+# sony/vct README (ECM-VC ImageNet 64): network.reload_url, EDM2-S's ImageNet-64 weights at EMA std 0.075
+EDM2_S_IMG64 = "edm2-img64-s-1073741-0.075.pkl"
+
 # sony/vct ImageNet: model.ema_type=power, model.ema_rate=0.1, the relative std that utils/utils.py
 # std_to_exp turns into EDM2's exponent (6.94...)
 VCT_IMAGENET_EMA_GAMMA = std_to_gamma(0.1)
@@ -79,11 +100,13 @@ def _edm2(prefix: str, channels: int, blocks: int) -> dict:
 
 
 def _gc_run(title: str, configs: str, net: dict, steps: int, batch: int, lr: float, reference_n: int | None = None,
-            notes: list[str] | None = None) -> dict:
+            notes: list[str] | None = None, ema_start: int = 0) -> dict:
     """A consistency_GC Table-1 run: iCT with Lion, its EMA (ema-pytorch 0.2.3 EMA(beta=0.9999,
-    update_after_step=0, update_every=5)) as GC's predictor, 1-step FID on batches of the training batch
-    size (utils.py eval_fid) against `reference_n` training images (train_consistency.py size_FID_set);
-    the baselines keep the config's dropout, GC runs use 0 (the *_GC_mix50 configs)."""
+    update_after_step=`ema_start`, update_every=5); train_consistency.py) as GC's predictor, 1-step FID on
+    batches of the training batch size (utils.py eval_fid) against `reference_n` training images
+    (train_consistency.py size_FID_set); the baselines keep the config's dropout, GC runs use 0 (the
+    *_GC_mix50 configs). `ema_start`: the config's train_config.ema_start, or Train_config's default
+    10,000 (utils.py) where the config sets none."""
     return {
         "title": title,
         "source": f"thibautissenhuth/consistency_GC train_consistency.py, utils.py, {configs}; ema-pytorch 0.2.3",
@@ -91,7 +114,7 @@ def _gc_run(title: str, configs: str, net: dict, steps: int, batch: int, lr: flo
                      "train.batch": batch, "train.optimizer": "lion", "train.lr": lr, "train.lr_ref_steps": None,
                      "train.grad_clip": None, "train.ema": 0.9999, "train.ema_gamma": None,
                      "train.ema_warmup": {"inv_gamma": 1.0, "power": 2 / 3}, "train.ema_update_every": 5,
-                     "train.hflip": False, "sample.steps": 1, "sample.t_mid": [],
+                     "train.ema_start": ema_start, "train.hflip": False, "sample.steps": 1, "sample.t_mid": [],
                      "evaluate.fidelity.protocol": "gc", "evaluate.fidelity.batch": batch,
                      **({"evaluate.fidelity.reference_n": reference_n} if reference_n else {})},
         "couplings": {"ic": {"coupling.kind": "ic"}, "ot": {"coupling.kind": "ot"},
@@ -115,12 +138,12 @@ RUNS = {
     "vct_ecm_cifar10": _vct_run(
         "VCT ECM-VC CIFAR-10 (and its IC/OT baselines)",
         "sony/vct README.md (ECM-VC CIFAR10), conf/model/ecm.yaml, models/ecm.py, datamodules/cifar10_datamodule.py",
-        _ECM, [2, 2, 2], 128, 0.2, 128, True, 10),
+        _ECM, [2, 2, 2], 128, 0.2, 128, True, 10, EDM_CIFAR10),
     "vct_ecm_ffhq64": _vct_run(
         "VCT ECM-VC FFHQ 64 (and its IC/OT baselines)",
         "sony/vct README.md (ECM-VC FFHQ 64x64: network.channel_mult=[1,2,2,2]), conf/model/ecm.yaml, "
         "datamodules/ffhq_datamodule.py (flip commented out)",
-        _ECM, [1, 2, 2, 2], 128, 0.2, 128, False, 10),
+        _ECM, [1, 2, 2, 2], 128, 0.2, 128, False, 10, "edm-ffhq-64x64-uncond-vp.pkl"),
     "ect_cifar10": {
         "title": "ECT/ECM CIFAR-10, locuslab/ect run_ecm.sh",
         "source": "locuslab/ect run_ecm.sh, ct_train.py defaults, training/loss.py (ECMLoss), "
@@ -128,17 +151,18 @@ RUNS = {
         "settings": {**_ECM, **_DDPMPP, **_net("network", 128, [2, 2, 2], 4, [16], 0.2),
                      "train.steps": 200000, "train.batch": 128, "train.optimizer": "radam", "train.lr": 1e-4,
                      **_CONSTANT_EMA, "train.grad_clip": None, "train.hflip": False, "train.nonfinite_grad": "replace",
+                     "train.init": File(EDM_CIFAR10),  # run_ecm.sh --transfer
                      "sample.t_mid": [0.821], "evaluate.fidelity.protocol": "standard"},
         "couplings": {"ic": {"coupling.kind": "ic"}},
     },
     "gc_cifar10": _gc_run(
         "GC iCT CIFAR-10, Table 1 (IC, batch-OT, GC mu = 0.5)", "the CIFAR-10 configs",
-        _net("network", 128, [1, 2, 2], 3, [], 0.3), steps=100000, batch=512, lr=1e-4),
+        _net("network", 128, [1, 2, 2], 3, [], 0.3), steps=100000, batch=512, lr=1e-4),  # ema_start: 0 (configs)
     "gc_imagenet32": _gc_run(
         "GC iCT ImageNet 32, Table 1 (IC, batch-OT, GC mu = 0.5)",
         "configs/imagenet_base.yaml, configs/imagenet_GC_mix50.yaml",
         _net("network", 128, [1, 1, 2], [3, 5, 7], [16], [0.0, 0.2, 0.2]), steps=150000, batch=512, lr=8e-5,
-        reference_n=50000, notes=[
+        reference_n=50000, ema_start=10000, notes=[  # configs/imagenet_*.yaml set no ema_start: 10,000
             "data: consistency_GC reads full-size ImageNet-1k from Hugging Face and resizes it on the fly "
             "(torchvision Resize(32), bilinear, then CenterCrop(32)); the preset reads the official downsampled "
             "Imagenet32 (Chrabaszcz et al. 2017: the whole image box-resized to 32x32, no crop)"]),
@@ -147,7 +171,7 @@ RUNS = {
         "configs/celebA_base.yaml, configs/celebA_GC_mix50.yaml (torchvision CelebA split='train', "
         "Resize(64, LANCZOS) + CenterCrop(64))",
         _net("network", 128, [1, 2, 2, 2], [3, 3, 4, 5], [], [0.0, 0.0, 0.2, 0.2]), steps=150000, batch=128,
-        lr=8e-5, reference_n=50000),
+        lr=8e-5, reference_n=50000),  # configs/celebA_*.yaml: ema_start 0
     "gc_lsun_church64": _gc_run(
         "GC iCT LSUN Church 64, Table 1 (IC, batch-OT, GC mu = 0.5)",
         "the paper's Table 1 only: the repository has no LSUN config; CelebA 64's settings assumed",
@@ -172,7 +196,8 @@ RUNS = {
             **_edm2("network", 192, 3), "train.steps": 200000, "train.optimizer": "adam", "train.lr": 1e-3,
             "train.betas": [0.9, 0.99], "train.lr_ref_steps": 2000, "train.ema_gamma": VCT_IMAGENET_EMA_GAMMA,
             "train.ema_form": "sony_vct", "train.ema_warmup": None, "train.ema_update_every": 1,
-            "train.nonfinite_grad": "zero", "train.hflip": False, "sample.steps": 2, "sample.t_mid": [1.526],
+            "train.nonfinite_grad": "zero", "train.hflip": False, "train.init": File(EDM2_S_IMG64),
+            "sample.steps": 2, "sample.t_mid": [1.526],
             "sample.labels": "uniform", "evaluate.fidelity.protocol": "vct"},
         "couplings": {
             "ic": {"coupling.kind": "ic", "train.grad_clip": None},
@@ -180,13 +205,11 @@ RUNS = {
                    "train.grad_clip": 200.0},
         },
         "notes": [
-            "init: sony/vct starts from EDM2-S's published ImageNet-64 weights (network.reload_url "
-            "edm2-img64-s-1073741-0.075.pkl): download it and set train.init to the .pkl (read without running "
-            "it, ctcoupling.pretrained); the preset leaves it unset, since nothing is downloaded for you",
             "batch: 128 per GPU on every GPU of the node (Lightning devices: auto); the code does not fix the "
             "GPU count, the preset assumes 8 (train.batch 1024)",
             "data: sony/vct reads an EDM dataset zip (NVlabs/edm dataset_tool.py) of ImageNet at 64x64, the "
-            "preset's edm_zip source; FID-50k against every training image, as its FID callback"],
+            "preset's edm_zip source, and trains on every image of it (n_test: 0); FID-50k against every "
+            "training image, as its FID callback"],
     },
 }
 
@@ -201,6 +224,8 @@ def _get(config: dict, key: str):
 
 
 def _same(a, b) -> bool:
+    if isinstance(b, File):
+        return isinstance(a, str) and PurePath(a).name == b
     if isinstance(a, (int, float)) and isinstance(b, (int, float)) and not isinstance(a, bool) and not isinstance(b, bool):
         return abs(a - b) <= 1e-9 * max(abs(a), abs(b), 1.0)
     if isinstance(a, list) and isinstance(b, list):
@@ -215,7 +240,24 @@ def official_settings(run: str, coupling_kind: str) -> dict:
     entry = RUNS[run]
     if coupling_kind not in entry["couplings"]:
         raise KeyError(f"official run {run!r} has no {coupling_kind!r} coupling (has: {', '.join(entry['couplings'])})")
-    return {**entry["settings"], **entry["couplings"][coupling_kind]}
+    return {**_LOADER, **entry["settings"], **entry["couplings"][coupling_kind]}
+
+
+# Settings whose difference makes a run another run than the official one, whatever the reason given
+# (a model trained from scratch is not the fine-tuned one the paper measured): the audit calls such a
+# measurement not comparable.
+DEFINING = ("train.init",)
+
+
+def preset_deviations(experiments: list, official: dict, cell: dict) -> list[dict]:
+    """`deviations` of the experiment (params.Experiment) with the registry cell's dataset, objective and
+    coupling (the first seed's: seeds share every setting), against the official run that the params'
+    `official` section maps its coupling to; [] where it maps none."""
+    for e in experiments:
+        if (e.dataset, e.objective, e.coupling) == (cell["dataset"], cell["objective"], cell["coupling"]):
+            run = official.get("runs", {}).get(e.coupling)
+            return deviations(e.config, run, official.get("why", {})) if run else []
+    return []
 
 
 def deviations(config: dict, run: str, why: dict[str, str]) -> list[dict]:

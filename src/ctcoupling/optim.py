@@ -55,19 +55,23 @@ def ema_decay(spec: dict, step: int) -> float | None:
       `ema_form: sony_vct`, 1 minus it, as sony/vct's `ema_type: power` applies it (lightning_cm.py
       ema_update: p_net.lerp(p_ema, 1 - power_function_beta(std, global_step))): its average tracks the
       online weights ever closer, the weight on the old average falling like (gamma + 1) / t;
-    - ema-pytorch 0.2.3's warm-up (`ema_warmup`, as consistency_GC builds its EMA with update_after_step
-      0): update() is called once per step and counts calls, not updates; only every
-      `ema_update_every`-th call updates. The first one (call 0) and the first after it copy the weights
-      (decay 0); later ones use min(1 - (1 + k / inv_gamma)^(-power), ema) at call index k.
+    - ema-pytorch 0.2.3's warm-up (`ema_warmup`, as consistency_GC builds its EMA: EMA(beta, update_after_step
+      = `ema_start`, update_every = `ema_update_every`)): update() is called once per step and counts calls,
+      not updates; only every `ema_update_every`-th call k updates. Calls k <= ema_start copy the weights
+      (decay 0), and so does the first update after them (the EMA initialises by a copy); later ones use
+      min(1 - (1 + (k - ema_start) / inv_gamma)^(-power), ema) (ema_pytorch.py update,
+      get_current_decay). consistency_GC's ema_start defaults to 10,000 (utils.py Train_config): the
+      EMA then follows the online weights until step 10,000 and starts its warm-up over from there.
     """
     every = spec.get("ema_update_every", 1)
     if step % every:
         return None
     warmup, gamma = spec.get("ema_warmup"), spec.get("ema_gamma")
     if warmup is not None:
-        if step <= every:  # ema-pytorch copies at call 0 (step <= update_after_step) and when it inits
+        start = spec.get("ema_start", 0)
+        if step <= start + every - start % every:  # up to ema_start, and the first update after it: copies
             return 0.0
-        return min(max(1 - (1 + step / warmup["inv_gamma"]) ** -warmup["power"], 0.0), spec["ema"])
+        return min(max(1 - (1 + (step - start) / warmup["inv_gamma"]) ** -warmup["power"], 0.0), spec["ema"])
     if gamma is None:
         return spec["ema"]
     beta = (1 - 1 / (step + 1)) ** (gamma + 1)

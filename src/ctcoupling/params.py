@@ -41,7 +41,7 @@ DEFAULTS = {
     "coupling": {"gc": {"mu_ramp_steps": 0, "prediction_range": None},
                  "vcgc": {"mu_ramp_steps": 0, "prediction_range": None}},
     "train": {"hflip": False, "ema_warmup": None, "ema_update_every": 1, "nonfinite_grad": "abort",
-              "snapshot_every": None, "gpus": 1},
+              "snapshot_every": None, "gpus": 1, "minibatch": "epoch"},
     "sample": {"ot_pairing": False},
     "evaluate": {"fidelity": {"protocol": "standard"}, "curve": {"n": 1024, "kid_subsets": 100}},
 }
@@ -343,6 +343,11 @@ def _applicable(config: dict, points: bool) -> tuple[dict, tuple[str, ...]]:
     if "ema_form" in config["train"] and config["train"].get("ema_gamma") is None:
         config["train"] = {k: v for k, v in config["train"].items() if k != "ema_form"}
         ignored.append("train.ema_form (applies to the power EMA, train.ema_gamma, which is unset)")
+    if config["train"].get("ema_warmup") is not None and "ema_start" not in config["train"]:
+        config["train"] = {**config["train"], "ema_start": 0}
+    elif "ema_start" in config["train"] and config["train"].get("ema_warmup") is None:
+        config["train"] = {k: v for k, v in config["train"].items() if k != "ema_start"}
+        ignored.append("train.ema_start (applies to ema-pytorch's warm-up, train.ema_warmup, which is unset)")
     return config, tuple(ignored)
 
 

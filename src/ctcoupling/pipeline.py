@@ -10,6 +10,7 @@ dvc.yaml from here, and a test checks that the committed dvc.yaml is current.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import yaml
 
@@ -273,7 +274,7 @@ CODE = {stage: ("artifacts.py", "portable.py") + modules for stage, modules in {
                  "fidelity.py", "classifier.py", "sampling.py"),
     "curve": ("kernels.py", "networks.py", "edm2.py", "sampling.py", "couplings.py", "assignment.py",
               "metrics.py", "fidelity.py", "classifier.py", "curves.py"),
-    "audit": ("audit.py",),
+    "audit": ("audit.py", "official.py"),
     "theory": ("kernels.py", "networks.py", "edm2.py", "couplings.py", "assignment.py", "theory.py",
                "measurements.py", "figures.py"),
     "report": ("report.py", "figures.py", "evidence.py", "curves.py", "stats.py", "plotdata.py"),
@@ -282,6 +283,17 @@ CODE = {stage: ("artifacts.py", "portable.py") + modules for stage, modules in {
 
 def code_deps(stage: str) -> list[str]:
     return [f"{SRC}/{m}" for m in CODE[stage]]
+
+
+def audit_presets(registry: str = REGISTRY) -> list[str]:
+    """The params files the registry's rows are reproduced by (those present): the audit reads how each
+    differs from its official run, so a change to one re-runs the audit."""
+    try:
+        rows = (yaml.safe_load(Path(registry).read_text()) or {}).get("entries") or []
+    except (OSError, yaml.YAMLError, AttributeError):
+        return []  # the audit stage itself reports the registry's problem in one line
+    paths = {(r.get("reproduce") or {}).get("params") for r in rows if isinstance(r, dict)}
+    return sorted(p for p in paths if isinstance(p, str) and Path(p).is_file())
 
 
 @dataclass
@@ -370,7 +382,7 @@ def stages(params: dict, params_path: str) -> list[Stage]:
         out.append(Stage(f"theory-{ds}-s{s}", f"{CMD} theory --params {params_path} --dataset {ds} --seed {s}",
                          deps=theory_deps(params, ds, s), outs=[theory_seed_file(ds, s)],
                          params=P.stage_param_keys(params, "theory", ds)))
-    out.append(Stage("audit", f"{CMD} audit --params {params_path}", deps=[REGISTRY] + evals + code_deps("audit"),
+    out.append(Stage("audit", f"{CMD} audit --params {params_path}", deps=[REGISTRY] + audit_presets() + evals + code_deps("audit"),
                      outs=[], uncached=[AUDIT_MD, AUDIT_CSV], params=P.stage_param_keys(params, "audit", "")))
     out.append(Stage("report", f"{CMD} report --params {params_path}", deps=report_deps(params),
                      outs=[], uncached=report_outs(params), params=P.stage_param_keys(params, "report", "")))

@@ -222,13 +222,14 @@ def evaluate(params: dict, name: str, source: str, device: str = "cpu") -> None:
     spec = exp.config["evaluate"]
     samples = load_samples(run_file(name, "samples.npz"))
     prepared = data.load_prepared(data_npz(exp.dataset))
-    x, ref = data.to_model_space(samples), data.to_model_space(prepared["x_test"])
+    ref, split = data.point_reference(prepared)
+    x, ref = data.to_model_space(samples), data.to_model_space(ref)
     n = min(spec["n"], len(x), len(ref))
     values = _point_metrics(params, exp.dataset, x, ref, n) | _posterior(params, exp, prepared)
     inputs = evaluate_inputs(params, exp)
     result = {
         "experiment": name, "dataset": exp.dataset, "objective": exp.objective, "coupling": exp.coupling,
-        "seed": exp.seed, "nfe": exp.config["sample"]["steps"], "n": n, "metrics": values,
+        "seed": exp.seed, "nfe": exp.config["sample"]["steps"], "n": n, "w2_reference": split, "metrics": values,
         "provenance": _provenance("evaluate", {"evaluate": spec}, inputs),
     }
     fid_spec = spec["fidelity"]
@@ -256,7 +257,7 @@ def evaluate(params: dict, name: str, source: str, device: str = "cpu") -> None:
         result["fidelity"] = record
     artifacts.write_json(run_file(name, "eval.json"), result)
     shown = ", ".join(f"{k} = {v:.4g}" for k, v in values.items())
-    _say(f"evaluated {name}: {shown} ({n} points for W2)")
+    _say(f"evaluated {name}: {shown} ({n} {split} points for W2)")
 
 
 def curve(params: dict, name: str, source: str, device: str = "cpu") -> None:
@@ -283,7 +284,7 @@ def curve(params: dict, name: str, source: str, device: str = "cpu") -> None:
                                                                    if "ema_encoder" in final else {})})
     spec, n = exp.config["sample"], exp.config["evaluate"]["curve"]["n"]
     prepared = data.load_prepared(data_npz(exp.dataset))
-    ref = data.to_model_space(prepared["x_test"])
+    ref = data.to_model_space(data.point_reference(prepared)[0])
     fid_spec = exp.config["evaluate"]["fidelity"]
     scored_by_classifier = not P.is_2d(params, exp.dataset) and fid_spec["features"] == "classifier"
     if scored_by_classifier:
@@ -318,6 +319,23 @@ def curve(params: dict, name: str, source: str, device: str = "cpu") -> None:
          f"final {f['value']:.4g}")
 
 
+def preset_deviations(registry: list[dict]) -> dict[str, list[dict]]:
+    """For each registry row a preset reproduces, how that preset's cell differs from the official run
+    (official.preset_deviations); the presets are the audit stage's inputs (pipeline.audit_presets)."""
+    from . import official
+
+    loaded, out = {}, {}
+    for row in registry:
+        r = row["reproduce"]
+        if r is None or not Path(r["params"]).is_file():
+            continue
+        if r["params"] not in loaded:
+            preset = P.load(r["params"])
+            loaded[r["params"]] = (P.experiments(preset), preset.get("official", {}))
+        out[row["id"]] = official.preset_deviations(*loaded[r["params"]], r)
+    return out
+
+
 def audit(params: dict, source: str, registry_path: str) -> None:
     """Every published number against this params file's measurements: analysis/audit.md, audit.csv."""
     from . import audit as audit_mod
@@ -331,7 +349,7 @@ def audit(params: dict, source: str, registry_path: str) -> None:
         record = json.loads(path.read_text()).get("fidelity")
         if record:
             records.append((exp, record))
-    rows = audit_mod.audit_table(registry, audit_mod.collect(source, records), source)
+    rows = audit_mod.audit_table(registry, audit_mod.collect(source, records), source, preset_deviations(registry))
     artifacts.write_text(AUDIT_MD, audit_mod.markdown(rows, f"{source}, registry {registry_path}"))
     artifacts.write_text(AUDIT_CSV, audit_mod.csv_text(rows))
     counts = {v: sum(r["verdict"] == v for r in rows) for v in audit_mod.VERDICTS}
@@ -475,7 +493,7 @@ def report(params: dict, source: str) -> None:
                             "and if you changed `grid`, regenerate dvc.yaml with `ctcoupling dag`")
         rows.append(report_mod.read_eval(path))
         points[exp.name] = load_samples(run_file(exp.name, "samples.npz"))
-    refs = {ds: data.load_prepared(data_npz(ds))["x_test"] for ds in {e.dataset for e in P.experiments(params)}}
+    refs = {ds: data.point_reference(data.load_prepared(data_npz(ds)))[0] for ds in {e.dataset for e in P.experiments(params)}}
     out = Path(ANALYSIS_DIR)
     table = report_mod.results_table(rows)
     summary = report_mod.summary_table(table)

@@ -27,7 +27,7 @@ from .data import to_model_space
 from .kernels import ConsistencyModel, Kernel
 from .objectives import Draws
 from .pipeline import TORCHRUN
-from .randomness import BatchRNG
+from .randomness import BatchRNG, EpochSampler
 
 
 def build_model(config: dict, data_shape: tuple[int, ...]) -> ConsistencyModel:
@@ -86,6 +86,7 @@ class Run:
             self.averages.append(optim.EMA(self.ema_encoder, self.encoder))
         self.opt = optim.make_optimizer(self.trainable, spec)  # VC: the encoder trains in the same optimiser
         self.rng = BatchRNG(seed + 1, rank, world)
+        self.epochs: EpochSampler | None = None  # `minibatch: epoch`: made for the data set at the first draw
         # uint8 -> model space by table: exactly data.to_model_space's float32 values, on any kernel
         self.model_space = torch.from_numpy(to_model_space(np.arange(256, dtype=np.uint8)))
         self.loss_fn = objectives.build(config["objective"], spec["steps"])
@@ -107,7 +108,7 @@ class Run:
     def draw(self, data: torch.Tensor, step: int, n: int | None = None, labels: torch.Tensor | None = None) -> Draws:
         """Step `step`'s randomness: n minibatch rows of `data` (the rank's share of train.batch by
         default) with their `labels` (a class-conditional model), then the objective's times and noise."""
-        x, y = self.minibatch(data, n or self.spec["batch"] // self.world, labels)
+        x, y = self.minibatch(data, n or self.spec["batch"] // self.world, labels, step)
         draws = self.loss_fn.draw(x, step, self.rng, y)
         if draws.x.ndim == 4 and self.memory_format is torch.channels_last:
             draws.x, draws.eps = (t.contiguous(memory_format=torch.channels_last) for t in (draws.x, draws.eps))
@@ -158,11 +159,18 @@ class Run:
         else only on a finite loss and gradient (the loop then stops with an error)."""
         return self.spec["nonfinite_grad"] != "abort" or bool(torch.isfinite(loss) and torch.isfinite(grad_norm))
 
-    def minibatch(self, data: torch.Tensor, n: int, labels: torch.Tensor | None = None):
-        """n training examples drawn with replacement, and their labels (None without); with `hflip`,
-        each flipped left-right with probability 1/2 (sony/vct's RandomHorizontalFlip), the coins from
-        the run's generator."""
-        i = self.rng.randint(len(data), n).to(data.device)
+    def minibatch(self, data: torch.Tensor, n: int, labels: torch.Tensor | None = None, step: int = 0):
+        """This rank's n training examples of step `step`, and their labels (None without): by
+        `train.minibatch`, `epoch` (default) takes them from per-epoch shuffles without replacement
+        (randomness.EpochSampler, as the official loaders), `replacement` draws them uniformly with
+        replacement from the run's batch generator. With `hflip`, each is flipped left-right with
+        probability 1/2 (sony/vct's RandomHorizontalFlip), the coins from the batch generator."""
+        if self.spec["minibatch"] == "epoch":
+            if self.epochs is None or self.epochs.n != len(data):
+                self.epochs = EpochSampler(len(data), self.config["seed"], self.rng.rank, self.world)
+            i = self.epochs.indices(step, n).to(data.device)
+        else:
+            i = self.rng.randint(len(data), n).to(data.device)
         x = data[i]
         if x.dtype == torch.uint8:  # images stay uint8 until drawn (ImageNet 64 in float32 would be 63 GB)
             x = self.model_space.to(x.device)[x.long()]

@@ -24,6 +24,7 @@ rule audit:
     """Every published number of params/published_fids.yaml against this suite's measurements."""
     input:
         registry=L.REGISTRY,
+        presets=L.audit_presets(),
         evals=[L.run_file(x, "eval.json") for x in EXPERIMENTS],
         code=L.code_deps("audit"),
     output:
