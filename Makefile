@@ -12,7 +12,7 @@ export DVC_NO_ANALYTICS := 1
 export DVC_NO_UPDATE_CHECK := 1
 export PATH := $(BIN):$(PATH)
 
-.PHONY: install run test bench repro pull report lint dag clean
+.PHONY: install run test bench gpu-check repro pull report lint dag clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -29,6 +29,9 @@ test: $(STAMP)  ## every test, the slow real-pipeline ones included
 
 bench: $(STAMP)  ## speed goals (pytest-benchmark)
 	$(BIN)/python -m pytest -o addopts="" -s --benchmark-only --benchmark-columns=min,median,mean,rounds benchmarks
+
+gpu-check: $(STAMP)  ## a lent GPU's acceptance check, <= 8 min: throughput, loss, sampling + FID (benchmarks/gpu_check.py)
+	$(BIN)/python benchmarks/gpu_check.py
 
 repro: $(STAMP)  ## the same pipeline with DVC (regenerates dvc.yaml from the params first)
 	$(BIN)/ctcoupling dag --params params/default.yaml

@@ -43,16 +43,42 @@ def timed(config, x, y, device) -> float:
     return time.perf_counter() - t0
 
 
-def flops_per_step(config, x, y, device) -> int:
-    """FLOPs of one training step (step 1: the first may differ, e.g. an EMA copy)."""
-    run = training.Run(config, tuple(x.shape[1:]), torch.device(device))
-    data = torch.from_numpy(x).to(device)
-    labels = torch.from_numpy(y).to(device) if y is not None else None
-    steps = run.iterate(data, 0, 2, labels)
-    next(steps)
+def synthetic(shape: tuple[int, ...], config: dict, batch: int, n: int | None = None):
+    """(x, y): n uniform random images of `shape` in model space (default max(4 x batch, 1024)), and
+    random labels where the network is class-conditional (else None). Throughput does not depend on them."""
+    n = n or max(4 * batch, 1024)
+    x = np.random.default_rng(0).integers(0, 256, (n, *shape), dtype=np.uint8)
+    x = x.astype(np.float32) / 127.5 - 1
+    classes = training.label_dim(config)
+    return x, (np.random.default_rng(1).integers(0, classes, n) if classes else None)
+
+
+def bench_config(config: dict, batch: int, options: dict, gpus: int = 1) -> dict:
+    """An experiment's config for timing: `batch` (over `gpus` processes), no checkpoints, logs or
+    snapshots, and the GPU `options` (precision, channels_last, compile)."""
+    return P.deep_merge(config, {"train": {"batch": batch, "checkpoint_every": 10**9, "log_every": 10**9,
+                                           "snapshot_every": None, "gpus": gpus, **options}})
+
+
+def tensors(x, y, device):
+    """The data (and labels) on the device, as training.train puts them there."""
+    return torch.from_numpy(x).to(device), (torch.from_numpy(y).to(device) if y is not None else None)
+
+
+def count_flops(steps) -> int:
+    """FLOPs of the next step of a `training.Run.iterate` generator (matmuls and convolutions)."""
     with FlopCounterMode(display=False) as counter:
         next(steps)
     return counter.get_total_flops()
+
+
+def flops_per_step(config, x, y, device) -> int:
+    """FLOPs of one training step (step 1: the first may differ, e.g. an EMA copy)."""
+    run = training.Run(config, tuple(x.shape[1:]), torch.device(device))
+    data, labels = tensors(x, y, device)
+    steps = run.iterate(data, 0, 2, labels)
+    next(steps)
+    return count_flops(steps)
 
 
 def peak(device: str, precision: str, override: float | None) -> float | None:
@@ -81,17 +107,13 @@ def main() -> None:
     params = P.load(a.params)
     exp = P.experiment(params, a.experiment) if a.experiment else P.experiments(params)[0]
     batch = a.batch or exp.config["train"]["batch"]
-    shape = describe.data_shape(params, exp.dataset)
-    x = np.random.default_rng(0).integers(0, 256, (max(4 * batch, 1024), *shape), dtype=np.uint8)
-    x = x.astype(np.float32) / 127.5 - 1
-    classes = training.label_dim(exp.config)  # a class-conditional preset trains on random labels
-    y = np.random.default_rng(1).integers(0, classes, len(x)) if classes else None
+    # a class-conditional preset trains on random labels
+    x, y = synthetic(describe.data_shape(params, exp.dataset), exp.config, batch)
     options = {"precision": a.precision or exp.config["train"].get("precision", "fp32"),
                "channels_last": a.channels_last or exp.config["train"].get("channels_last", False),
                "compile": a.compile or exp.config["train"].get("compile", False)}
     gpus = int(os.environ.get("WORLD_SIZE", "1"))  # the processes this runs as (torchrun for more), not the preset's
-    base = P.deep_merge(exp.config, {"train": {"batch": batch, "checkpoint_every": 10**9, "log_every": 10**9,
-                                               "snapshot_every": None, "gpus": gpus, **options}})
+    base = bench_config(exp.config, batch, options, gpus)
     flops = flops_per_step(base, x, y, a.device)
     t_warm = timed(P.deep_merge(base, {"train": {"steps": a.warmup}}), x, y, a.device)
     t_full = timed(P.deep_merge(base, {"train": {"steps": a.warmup + a.steps}}), x, y, a.device)

@@ -98,25 +98,11 @@ def say(request, line: str) -> None:
 @pytest.fixture(scope="session")
 def fake_inception(tmp_path_factory):
     """(path, sha256) of a randomly initialised Inception-v3 weights file in exactly the layout torch-fidelity's
-    FeatureExtractorInceptionV3 loads: its own state dict, built without loading (an empty file, the strict
-    load skipped), with BatchNorm statistics set from one random batch so the features are O(1)."""
-    import torch
-    import torch_fidelity.feature_extractor_inceptionv3 as tf_inception
+    FeatureExtractorInceptionV3 loads (benchmarks/gpu_check.py's `random_inception`, which times FID
+    features with it where no weights file is at hand)."""
+    import importlib.util
 
-    from ctcoupling import fidelity
-
-    root = tmp_path_factory.mktemp("inception")
-    torch.save({}, root / "empty.pth")
-    with pytest.MonkeyPatch.context() as mp, torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0)
-        mp.setattr(tf_inception.FeatureExtractorInceptionV3, "load_state_dict", lambda self, sd, *a, **k: None)
-        net = tf_inception.FeatureExtractorInceptionV3(fidelity.INCEPTION, ["2048"],
-                                                       feature_extractor_weights_path=str(root / "empty.pth"))
-        for m in net.modules():
-            if isinstance(m, torch.nn.BatchNorm2d):
-                m.momentum = 1.0  # running statistics := this batch's
-        with torch.no_grad():
-            net.train()(torch.randint(0, 256, (2, 3, 32, 32), dtype=torch.uint8))
-    path = root / fidelity.INCEPTION_FILE
-    torch.save(net.state_dict(), path)
-    return path, hashlib.sha256(path.read_bytes()).hexdigest()
+    spec = importlib.util.spec_from_file_location("gpu_check", ROOT / "benchmarks" / "gpu_check.py")
+    gpu_check = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(gpu_check)
+    return gpu_check.random_inception(tmp_path_factory.mktemp("inception"))

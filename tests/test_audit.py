@@ -240,35 +240,44 @@ def number(text: str) -> tuple[float, float | None]:
 
 
 def published_numbers(text: str) -> list[tuple]:
-    """(dataset, method, nfe, value, std, status) for every number in PUBLISHED.md's tables."""
-    out, dataset, columns = [], None, None
+    """(dataset, method, nfe, value, std, status, metric) for every number in PUBLISHED.md's tables: FID,
+    but FD_DINOv2 in its section; a table led by "data set | NFE" (the sCT section) names the data set
+    in its first column and may restate numbers of another table."""
+    out, dataset, metric, columns = [], None, "fid", None
     for line in text.splitlines():
         if line.startswith("## "):
-            dataset = next((v for k, v in DATASETS.items() if line[3:].startswith(k)), None)
+            title = line[3:].removeprefix("FD_DINOv2 (")
+            metric = "fd_dinov2" if line[3:].startswith("FD_DINOv2") else "fid"
+            dataset = next((v for k, v in DATASETS.items() if title.startswith(k)), None)
             columns = None
         elif line.startswith("|") and not line.startswith("|---"):
             cells = [c.strip() for c in line.strip("|").split("|")]
             if columns is None:
                 columns = cells
-            elif columns[0] == "method":
+            elif columns[0] == "method" or columns[:2] == ["data set", "NFE"]:
                 method, nfes, values, status = cells[:4]
+                where = dataset if columns[0] == "method" else next(v for k, v in DATASETS.items()
+                                                                    if method.startswith(k))
                 for nfe, value in zip(nfes.split(" / "), values.split(" / ")):
-                    out.append((dataset, method, None if nfe == "?" else int(nfe), *number(value), status))
+                    out.append((where, method, None if nfe == "?" else int(nfe), *number(value), status, metric))
             else:  # data set x coupling
                 for coupling, value in zip(columns[1:], cells[1:]):
-                    out.append((DATASETS[cells[0]], coupling, 1, *number(value), "verified"))
+                    out.append((DATASETS[cells[0]], coupling, 1, *number(value), "verified", metric))
     return out
 
 
 @pytest.mark.skipif(not PUBLISHED.exists(), reason="PUBLISHED.md is not next to the checkout")
 def test_every_published_number_is_in_the_registry():
     entries = audit.load_registry(REGISTRY)
-    fids = [e for e in entries if e["metric"] == "fid"]
-    numbers = published_numbers(PUBLISHED.read_text())
-    assert len(numbers) == len(fids) == 43
-    for dataset, method, nfe, value, std, status in numbers:
-        match = [e for e in fids if (e["dataset"], e["nfe"], e["value"], e["std"], e["status"]) ==
-                 (dataset, nfe, value, std, status)]
+    numbers = {}  # restated numbers (the sCT section) once, under the method of their first table
+    for dataset, method, nfe, value, std, status, metric in published_numbers(PUBLISHED.read_text()):
+        numbers.setdefault((dataset, nfe, value, std, status, metric), method)
+    for metric, count in [("fid", 43), ("fd_dinov2", 4)]:
+        rows = [e for e in entries if e["metric"] == metric]
+        assert len([k for k in numbers if k[-1] == metric]) == len(rows) == count
+    for (dataset, nfe, value, std, status, metric), method in numbers.items():
+        match = [e for e in entries if (e["dataset"], e["nfe"], e["value"], e["std"], e["status"], e["metric"]) ==
+                 (dataset, nfe, value, std, status, metric)]
         assert len(match) == 1, (dataset, method, nfe, value)
         assert method == match[0]["method"] or method.split()[0] in match[0]["method"]
 
@@ -321,6 +330,25 @@ def test_eval_records_of_training_seeds_merge_into_mean_and_std():
     assert gc_row["verdict"] == "within tolerance" and gc_row["measured"] == pytest.approx(6.0)
     ic_row = next(r for (m, metric), r in by_method.items() if m.startswith("iCT-IC") and metric == "fid")
     assert ic_row["verdict"] == "unavailable"
+
+
+def test_fd_dinov2_is_measured_from_its_own_extractor_and_compared_only_on_dgm_evals_resize():
+    r = row(128.63, metric="fd_dinov2")
+    pil = measured(130.0, metric="fd_dinov2", extractor=audit.FD_DINOV2_EXTRACTOR)
+    assert judge(r, pil)["verdict"] == "within tolerance"
+    out = judge(r, pil | {"extractor": "ctcoupling-dinov2-vit-l-14-torch"})
+    assert out["verdict"] == "not comparable" and f"not {audit.FD_DINOV2_EXTRACTOR}" in out["note"]
+    key = (GC_PARAMS, "cifar10", "ict", "gc", 1, "fd_dinov2")
+    assert key not in audit.measurements_from_eval(GC_PARAMS, Exp("gc"), record(6.0))  # not asked for
+    rec = record(6.0) | {"fd_dinov2": {"extractor": audit.FD_DINOV2_EXTRACTOR, "resize": "pil"}}
+    rec["summary"]["1"]["fd_dinov2"] = {"mean": 130.0, "std": None, "n": 1}
+    cells = audit.measurements_from_eval(GC_PARAMS, Exp("gc"), rec)
+    assert cells[key]["mean"] == 130.0 and cells[key]["extractor"] == audit.FD_DINOV2_EXTRACTOR
+    assert cells[key[:-1] + ("fid",)]["extractor"] == audit.FID_EXTRACTOR
+    shipped = [e for e in audit.load_registry(REGISTRY) if e["metric"] == "fd_dinov2"]
+    assert [(e["method"], e["nfe"], e["value"]) for e in shipped] == [
+        ("EDM", 35, 145.2), ("StyleGAN-XL", 1, 204.6), ("ECM (ECT)", 1, 198.51), ("ECM (ECT)", 2, 128.63)]
+    assert all(e["source"].startswith("locuslab/ect README") and e["reference_only"] for e in shipped)
 
 
 def test_a_preset_that_is_not_the_official_run_says_so_and_a_fine_tuned_row_is_not_comparable():

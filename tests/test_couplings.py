@@ -1,6 +1,11 @@
 """Couplings (METHODS 4): IC, batch-OT, VC, GC, VC + GC."""
+import copy
 import itertools
 import math
+import re
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -10,6 +15,7 @@ from conftest import write_params
 from ctcoupling import couplings, networks, training
 from ctcoupling import params as P
 from ctcoupling.couplings import Context
+from ctcoupling.errors import UserError
 from ctcoupling.kernels import ConsistencyModel, Kernel
 from ctcoupling.objectives import ECTLoss, ICTLoss
 from ctcoupling.randomness import BatchRNG
@@ -82,6 +88,120 @@ def test_solver_process_answers_in_order_and_its_death_falls_back_in_line():
 def test_ot_coupling_reports_its_cost_reduction():
     pair = couplings.BatchOTCoupling()(torch.randn(64, 2), torch.randn(64, 2), None, ctx())
     assert pair.stats["ot_cost"] < pair.stats["ic_cost"]
+
+
+def test_ot_scope_global_takes_the_rows_of_the_global_assignment_and_rank_its_own(monkeypatch):
+    """A global batch of 64 on 2 ranks of 32 (rank r: rows 32 r to 32 r + 31), the collective replaced
+    by the global batch it would gather. `global`: rank r's noises are rows 32 r.. of the 1-process
+    pairs, prepared a step ahead or solved in line; `rank`: its own rows' assignment (sony/vct's
+    per-device pairing: models/cm_base.py coupling_fn pairs the batch each device's training_step,
+    lightning_modules/lightning_cm.py, is handed)."""
+    from ctcoupling.objectives import Draws
+
+    torch.manual_seed(0)
+    x, eps = torch.randn(64, 2), torch.randn(64, 2)
+    one = eps[torch.from_numpy(couplings.ot_permutation(x, eps))]
+    gathered = []
+
+    def gather(t, world):
+        assert world == 2
+        gathered.append(t)
+        return {id(x_r): x, id(eps_r): eps}[id(t)]
+
+    monkeypatch.setattr(couplings, "gather_rows", gather)
+    own = []
+    for rank in (0, 1):
+        x_r, eps_r = x[32 * rank:32 * (rank + 1)], eps[32 * rank:32 * (rank + 1)]
+        for prefetch in (True, False):
+            ahead = couplings.BatchOTCoupling(prefetch, "global", rank, 2)
+            ahead.prepare(Draws(3, x_r, (), eps_r))  # gathers here, not in the step
+            n = len(gathered)
+            assert torch.equal(ahead(x_r, eps_r, None, ctx(step=3)).z, one[32 * rank:32 * (rank + 1)])
+            assert len(gathered) == n
+        in_line = couplings.BatchOTCoupling(False, "global", rank, 2)(x_r, eps_r, None, ctx())
+        assert torch.equal(in_line.z, one[32 * rank:32 * (rank + 1)])
+        n = len(gathered)
+        per_rank = couplings.BatchOTCoupling(True, "rank", rank, 2)(x_r, eps_r, None, ctx())
+        assert len(gathered) == n  # rank scope gathers nothing
+        assert torch.equal(per_rank.z, eps_r[torch.from_numpy(couplings.ot_permutation(x_r, eps_r))])
+        own.append(per_rank.z)
+    assert not torch.equal(torch.cat(own), one)  # the scopes pair differently here
+    for scope in ("global", "rank"):  # one process: the scope changes nothing
+        assert torch.equal(couplings.BatchOTCoupling(scope=scope)(x, eps, None, ctx()).z, one)
+
+
+def test_ot_scope_is_a_setting_of_ot_only_and_defaults_to_global(tmp_path):
+    params = P.load(write_params(tmp_path / "p.yaml"))
+    params["grid"] = [{"dataset": ["two_gaussians"], "objective": ["ict"], "coupling": ["ot"], "seed": [0]}]
+    params.pop("theory")
+    assert P.experiments(P.validate(params))[0].config["coupling"] == {"kind": "ot", "scope": "global"}
+    for name, scope, error in (("ot", "device", "'device' is not one of ['global', 'rank']"),
+                               ("ic", "rank", "does not apply to coupling kind 'ic'")):
+        bad = copy.deepcopy(params)
+        bad["couplings"][name]["scope"] = scope
+        with pytest.raises(UserError, match=re.escape(error)):
+            P.validate(bad)
+
+
+def test_ot_scope_is_compared_with_the_official_run():
+    """consistency_GC pairs the batch of its one process (README: torchrun --nproc_per_node=1), sony/vct
+    each device's batch (models/cm_base.py coupling_fn): a preset pairing otherwise is a difference
+    that describe names, explained (cifar10_ict's gathered 512) or not."""
+    from conftest import ROOT
+    from ctcoupling import describe
+
+    gc = P.load(ROOT / "params" / "cifar10_gc_net.yaml")
+    gc["couplings"]["ot"]["scope"] = "rank"
+    rows = [r for r in describe.describe(gc) if r["settings"]["coupling"]["kind"] == "ot"]
+    assert rows and all(r["deviations"] == [{"key": "coupling.scope", "ours": "rank", "official": "global",
+                                             "why": None}] for r in rows)
+    assert "scope rank: each of the 2 ranks assigns its own 256 rows" in describe.text(rows, "x")
+    vct = P.load(ROOT / "params" / "cifar10_ict.yaml")
+    vct["grid"][0]["coupling"] = ["ot"]
+    [row] = describe.describe(vct)
+    assert [d["key"] for d in row["deviations"]] == ["coupling.scope"] and row["deviations"][0]["why"]
+    assert "scope global: one assignment of the global batch of 512, gathered from the 4 ranks" in \
+        describe.text([row], "x")
+
+
+def test_ot_scope_on_two_ranks_under_torchrun(tmp_path):
+    """2 CPU ranks (gloo) under torchrun draw a global batch of 64 and pair it for 3 steps, as the
+    training loop does (the first step in line, the others prepared a step ahead). `global`: each rank's
+    pairs are its rows of the 1-process pairs, bit for bit. `rank`: each rank's noises are the
+    assignment of its own 32 rows, sony/vct's per-device pairing (models/cm_base.py coupling_fn solves
+    the plan of the batch lightning_modules/lightning_cm.py training_step gives each device)."""
+    import json
+
+    import ot_scope_ranks
+    from conftest import ENV
+    from ctcoupling import assignment
+
+    params = P.load(write_params(tmp_path / "p.yaml", train=dict(steps=4, batch=64)))
+    params["grid"] = [{"dataset": ["two_gaussians"], "objective": ["ict"], "coupling": ["ot"], "seed": [0]}]
+    params.pop("theory")
+    config = P.experiments(P.validate(params))[0].config
+    configs = {scope: P.deep_merge(config, {"coupling": {"scope": scope}}) for scope in ("global", "rank")}
+    (tmp_path / "configs.json").write_text(json.dumps(configs))
+    p = subprocess.Popen([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                          str(Path(ot_scope_ranks.__file__)), str(tmp_path / "configs.json"), str(tmp_path)],
+                         env=dict(ENV, OMP_NUM_THREADS="1", **assignment._LIGHT_POT),  # POT without torch: ranks start faster
+                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    one = ot_scope_ranks.pairs(configs["global"])  # meanwhile, the 1-process pairs
+    _, stderr = p.communicate(timeout=300)
+    assert p.returncode == 0, stderr[-3000:]
+    ranks = [torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in (0, 1)]
+    differ = False
+    for step, ref in enumerate(one):
+        assert torch.equal(ref["z"], ref["eps"][torch.from_numpy(couplings.ot_permutation(ref["x"], ref["eps"]))])
+        for key in ("x", "eps", "pair_x", "z"):
+            assert torch.equal(torch.cat([r["global"][step][key] for r in ranks]), ref[key]), (step, key)
+        for r in ranks:
+            mine = r["rank"][step]
+            assert torch.equal(mine["x"], r["global"][step]["x"]) and torch.equal(mine["eps"], r["global"][step]["eps"])
+            perm = torch.from_numpy(couplings.ot_permutation(mine["x"], mine["eps"]))
+            assert torch.equal(mine["z"], mine["eps"][perm]), step
+            differ |= not torch.equal(mine["z"], r["global"][step]["z"])
+    assert differ  # the two scopes really pair differently on this batch
 
 
 def encoder(dim=2):

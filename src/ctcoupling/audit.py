@@ -6,7 +6,8 @@ Tolerance. A measured mean m agrees with a published value v (std s) when
 
 Two published standard deviations cover the run-to-run noise a paper reports; 5 % covers what the
 FID protocols change between papers (reference set, resize, Inception port, checkpoint choice), which
-moves FID by a few percent at equal models. The same band applies to KID x100 and IS.
+moves FID by a few percent at equal models. The same band applies to KID x100, IS and FD_DINOv2
+(the Fréchet distance on DINOv2 ViT-L/14 features, measured with dgm-eval's PIL resize).
 
 Verdicts, in the order they are decided:
 - "reference only": no params file of this project reproduces the row (`reproduce: null`): another
@@ -39,6 +40,8 @@ from .official import DEFINING
 from .params import _describe
 
 FID_EXTRACTOR = "inception-v3-compat"
+FD_DINOV2_EXTRACTOR = "ctcoupling-dinov2-vit-l-14-pil"  # fidelity.DINOV2_EXTRACTORS: PIL bicubic resize, as dgm-eval
+EXTRACTOR = {"fid": FID_EXTRACTOR, "kid": FID_EXTRACTOR, "is": FID_EXTRACTOR, "fd_dinov2": FD_DINOV2_EXTRACTOR}
 FID_SAMPLES = 50_000
 TOLERANCE_SIGMAS, TOLERANCE_REL = 2.0, 0.05
 WEIGHTS = "weights-inception-2015-12-05-6726825d.pth"  # as fidelity.py, which this pure module does not import
@@ -102,21 +105,23 @@ def measurement_key(row: dict) -> tuple | None:
                                    row["metric"])
 
 
-SCALE = {"fid": 1.0, "kid": 100.0, "is": 1.0}  # the registry gives KID x100, as the GC paper does
+SCALE = {"fid": 1.0, "kid": 100.0, "is": 1.0, "fd_dinov2": 1.0}  # the registry gives KID x100, as the GC paper does
 
 
 def measurements_from_eval(params_path: str, exp, record: dict) -> dict[tuple, dict]:
     """Measured values of one experiment's eval.json `fidelity` record, keyed like `measurement_key`:
-    one per (NFE, metric), mean and std over the record's seeds, KID scaled x100."""
+    one per (NFE, metric), mean and std over the record's seeds, KID scaled x100; fd_dinov2 only where
+    the record has it, with its own extractor."""
     out = {}
     for nfe in record["steps"]:
         summary = record["summary"].get(str(nfe), {})
         for metric, scale in SCALE.items():
-            if record["available"] and metric not in summary:
+            if (record["available"] and metric not in summary) or (metric == "fd_dinov2" and metric not in record):
                 continue
             s = summary.get(metric, {})
+            extractor = record[metric]["extractor"] if metric == "fd_dinov2" else record["extractor"]
             out[(os.path.normpath(params_path), exp.dataset, exp.objective, exp.coupling, nfe, metric)] = {
-                "metric": metric, "available": record["available"], "nfe": nfe, "extractor": record["extractor"],
+                "metric": metric, "available": record["available"], "nfe": nfe, "extractor": extractor,
                 "mean": s["mean"] * scale if s else None,
                 "std": s["std"] * scale if s and s["std"] is not None else None,
                 "n_seeds": s.get("n"), "n_samples": record.get("n_generated"),
@@ -159,8 +164,9 @@ def _incomparable(row: dict, measured: dict) -> list[str]:
     reasons = []
     if measured["metric"] != row["metric"]:
         reasons.append(f"measured {measured['metric']}, published {row['metric']}")
-    if measured["extractor"] != FID_EXTRACTOR:
-        reasons.append(f"features from {measured['extractor']}, not {FID_EXTRACTOR}")
+    expected = EXTRACTOR.get(measured["metric"], FID_EXTRACTOR)
+    if measured["extractor"] != expected:
+        reasons.append(f"features from {measured['extractor']}, not {expected}")
     if measured["n_samples"] != FID_SAMPLES:
         reasons.append(f"{measured['n_samples']} samples, not {FID_SAMPLES}")
     if measured["nfe"] != row["nfe"]:
@@ -273,7 +279,8 @@ def markdown(rows: list[dict], source_note: str) -> str:
         f"- **Tolerance**: |measured - published| <= max({TOLERANCE_SIGMAS:g} x published std, "
         f"{TOLERANCE_REL:.0%} of the published value); {TOLERANCE_REL:.0%} alone where no std is published.",
         "- **within / outside tolerance**: measured with the METHODS 8 protocol and compared as above.",
-        f"- **not comparable**: measured with another extractor than {FID_EXTRACTOR}, other than "
+        f"- **not comparable**: measured with another extractor than {FID_EXTRACTOR} ({FD_DINOV2_EXTRACTOR} "
+        "for fd_dinov2), other than "
         f"{FID_SAMPLES} samples, another NFE, another metric or another FID protocol than the paper's "
         "(docs/evaluation.md); the note says which. A different checkpoint choice (best during training "
         "against our final model) is compared, and the note says so.",
@@ -285,7 +292,7 @@ def markdown(rows: list[dict], source_note: str) -> str:
         "- **status**: verified (read in the paper or official README), cited (several later papers' "
         "tables), seed (the project's seed summary), unverified (recalled or one third-party table). "
         "Only verified and cited values are settled.",
-        "- KID is x100, as the GC paper reports it; higher IS is better, lower FID and KID are better.",
+        "- KID is x100, as the GC paper reports it; higher IS is better, lower FID, KID and FD_DINOv2 are better.",
         "",
     ]
     return "\n".join(lines)

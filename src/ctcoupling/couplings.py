@@ -8,7 +8,8 @@ coupling-agnostic. `prepare(draws)` is called with the NEXT step's draws before 
 runs: batch-OT solves its assignment there, in a solver process, off the step's critical path.
 
 - IC: z ~ N(0, I) independent of x.
-- OT: the minibatch's noises permuted to minimise sum ||x_i - z_pi(i)||^2 (exact; assignment.py).
+- OT: the minibatch's noises permuted to minimise sum ||x_i - z_pi(i)||^2 (exact; assignment.py), over
+  the global batch (`scope: global`, gathered from every DDP rank) or each rank's rows (`scope: rank`).
 - VC (VCT): z = mu(x) + s(x) eps from a learned encoder, plus beta KL(N(mu, s^2) || N(0, I)).
 - GC: with probability mu, x is replaced by the prediction stopgrad f(x + sigma z, sigma) at the
   lower time sigma, and both points are built from it with the same z. The official code's `mix`
@@ -78,55 +79,113 @@ def ot_permutation(x: torch.Tensor, z: torch.Tensor) -> np.ndarray:
     return assignment.solve(ot_cost(x, z).cpu().numpy())
 
 
+def gather_rows(t: torch.Tensor, world: int) -> torch.Tensor:
+    """Every rank's `t` (the same shape on each), concatenated in rank order (torch.distributed's
+    all_gather): the global batch's rows, where rank r holds rows r b:(r + 1) b (randomness.BatchRNG,
+    EpochSampler). A collective: every rank must call it, in the same order."""
+    import torch.distributed as dist
+
+    t = t.contiguous()
+    parts = [torch.empty_like(t) for _ in range(world)]
+    dist.all_gather(parts, t)
+    return torch.cat(parts)
+
+
+@dataclass
+class _Prepared:
+    """A step whose draws `prepare` saw: its draws, the rows the assignment is over, and whether the
+    solver process has its cost matrix."""
+
+    step: int
+    x: torch.Tensor
+    eps: torch.Tensor
+    pool_x: torch.Tensor
+    pool_eps: torch.Tensor
+    submitted: bool = False
+
+
 class BatchOTCoupling(IndependentCoupling):
     """Batch-OT: IC noises, re-assigned to the data points by an exact minibatch assignment.
+
+    `scope` (under torchrun; one process is the same either way) says which rows are assigned together:
+    `global` gathers x and eps from every rank (gather_rows), solves one assignment pi of the global
+    batch, and gives rank r the noises eps[pi(i)] of its rows i in r b:(r + 1) b, so each rank's
+    pairs are its rows of the pairs one process computes on the global batch, bit for bit; `rank`
+    assigns each rank's own b rows among themselves (sony/vct's pairing on each device's batch).
 
     The assignment of step k+1 is solved in a child process while step k trains (`prepare`;
     assignment.Solver): the cost matrix is formed here, as in the in-line path, and the child runs the
     same deterministic solver on it, so the permutation is the same, bit for bit, with or without
     prefetching (`prefetch=False`; tests/test_couplings.py). A step whose draws were not prepared
-    (the first one, tests) solves in line, as does every step should the solver process fail."""
+    (the first one, tests) solves in line, as does every step should the solver process fail. The
+    rows of the global scope are gathered in `prepare` too, so that only an unprepared step gathers
+    in line: every rank prepares the same steps, so the ranks gather in the same order even where one
+    rank's solver process fails. The logged costs are those of the rank's own pairs."""
 
-    def __init__(self, prefetch: bool = True):
+    def __init__(self, prefetch: bool = True, scope: str = "global", rank: int = 0, world: int = 1):
+        if scope not in ("global", "rank"):
+            raise ValueError(f"unknown batch-OT scope {scope!r}")
         self.prefetch = prefetch
+        self.pooled = scope == "global" and world > 1  # the assignment is over the global batch's rows
+        self.rank, self.world = rank, world
         self._solver: assignment.Solver | None = None
-        self._ahead: deque[tuple[int, torch.Tensor, torch.Tensor]] = deque()  # submitted: (step, x, eps)
+        self._ahead: deque[_Prepared] = deque()  # prepared steps, oldest first
+
+    def _pool(self, x: torch.Tensor, eps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The rows the assignment is over: the global batch's (gathered) or this rank's."""
+        return (gather_rows(x, self.world), gather_rows(eps, self.world)) if self.pooled else (x, eps)
 
     def prepare(self, draws) -> None:
-        if not self.prefetch:
-            return
+        while len(self._ahead) >= 2:  # never consumed (a step skipped): drop the oldest
+            self._result(self._ahead.popleft())
+        ahead = _Prepared(draws.step, draws.x, draws.eps, *self._pool(draws.x, draws.eps))
+        if self.prefetch:
+            try:
+                if self._solver is None:
+                    self._solver = assignment.Solver(len(ahead.pool_x))
+                self._solver.submit(ot_cost(ahead.pool_x, ahead.pool_eps).cpu().numpy())
+                ahead.submitted = True
+            except (OSError, ValueError) as e:
+                self._solve_in_line(e)
+        self._ahead.append(ahead)
+
+    def _result(self, ahead: _Prepared) -> np.ndarray | None:
+        """The solver process's permutation for a prepared step; None where it has none."""
+        if not ahead.submitted:
+            return None
         try:
-            if self._solver is None:
-                self._solver = assignment.Solver(len(draws.x))
-            while self._solver.in_flight() >= 2:  # never consumed (a step skipped): drop the oldest
-                self._solver.result()
-                self._ahead.popleft()
-            self._solver.submit(ot_cost(draws.x, draws.eps).cpu().numpy())
-            self._ahead.append((draws.step, draws.x, draws.eps))
-        except (OSError, ValueError) as e:
+            return self._solver.result()
+        except OSError as e:
             self._solve_in_line(e)
+            return None
 
     def _solve_in_line(self, error: Exception) -> None:
         """The solver process failed: every later step solves in line (the same permutation)."""
         print(f"batch-OT: solving assignments in line ({error})", file=sys.stderr)
         self.prefetch, self._solver = False, None
-        self._ahead.clear()
+        for ahead in self._ahead:
+            ahead.submitted = False
 
-    def permutation(self, x: torch.Tensor, eps: torch.Tensor, step: int) -> np.ndarray:
-        while self._ahead and self._ahead[0][0] <= step:
-            ahead_step, ahead_x, ahead_eps = self._ahead.popleft()
-            try:
-                perm = self._solver.result()
-            except OSError as e:
-                self._solve_in_line(e)
-                break
-            if ahead_step == step and ahead_x is x and ahead_eps is eps:
-                return perm
-        return ot_permutation(x, eps)
+    def permutation(self, x: torch.Tensor, eps: torch.Tensor, step: int) -> tuple[np.ndarray, torch.Tensor]:
+        """(pi, the noises it permutes): the assignment of the scope's rows (the global batch's or
+        this rank's), prepared a step ahead where `prepare` saw these draws, else solved in line."""
+        while self._ahead and self._ahead[0].step <= step:
+            ahead = self._ahead.popleft()
+            perm = self._result(ahead)
+            if ahead.step == step and ahead.x is x and ahead.eps is eps:
+                if perm is None:
+                    perm = ot_permutation(ahead.pool_x, ahead.pool_eps)
+                return perm, ahead.pool_eps
+        pool_x, pool_eps = self._pool(x, eps)
+        return ot_permutation(pool_x, pool_eps), pool_eps
 
     def __call__(self, x, eps, lower, ctx: Context) -> Pair:
-        perm = torch.from_numpy(self.permutation(x, eps, ctx.step)).to(x.device)
-        z = eps[perm]
+        perm, pool_eps = self.permutation(x, eps, ctx.step)
+        if self.pooled:  # this rank's rows of the global assignment, in eps's memory format
+            rows = torch.from_numpy(perm[self.rank * len(x):(self.rank + 1) * len(x)]).to(x.device)
+            z = torch.empty_like(eps).copy_(pool_eps[rows])
+        else:
+            z = eps[torch.from_numpy(perm).to(x.device)]
         before = (x - eps).reshape(len(x), -1).square().sum(1).mean()
         after = (x - z).reshape(len(x), -1).square().sum(1).mean()
         return Pair(x, z, stats={"ot_cost": after, "ic_cost": before})
@@ -224,13 +283,14 @@ class Predictor:
 
 
 def build(spec: dict, *, encoder: torch.nn.Module | None = None, model=None, ema=None, frozen=None,
-          rng: BatchRNG | None = None):
-    """A coupling from its params spec (`couplings.<name>`) and the modules it needs."""
+          rng: BatchRNG | None = None, rank: int = 0, world: int = 1):
+    """A coupling from its params spec (`couplings.<name>`) and the modules it needs, for rank `rank`
+    of `world` DDP ranks (batch-OT's scope)."""
     kind = spec["kind"]
     if kind == "ic":
         return IndependentCoupling()
     if kind == "ot":
-        return BatchOTCoupling()
+        return BatchOTCoupling(scope=spec.get("scope", "global"), rank=rank, world=world)
     inner = VariationalCoupling(encoder, spec["kl_scale"]) if kind in ("vc", "vcgc") else IndependentCoupling()
     if kind == "vc":
         return inner

@@ -88,7 +88,7 @@ def text(rows: list[dict], source: str) -> str:
             f"  objective         {r['settings']['objective']['kind']}, kernel {r['settings']['objective']['kernel']['kind']}",
             f"  coupling          {r['settings']['coupling']['kind']}" + (
                 f", encoder {r['encoder']}: {r['encoder_parameters']:,} parameters "
-                f"({r['encoder_parameters'] / 1e6:.2f}M)" if r["encoder"] else ""),
+                f"({r['encoder_parameters'] / 1e6:.2f}M)" if r["encoder"] else "") + _ot_scope(r["settings"]),
             f"  training          {t['steps']:,} steps, batch {t['batch']} ({_MINIBATCH[t['minibatch']]}), "
             f"{t['optimizer']} lr {t['lr']:g}, "
             f"EMA {_ema(t)}",
@@ -103,6 +103,18 @@ def text(rows: list[dict], source: str) -> str:
 
 
 _MINIBATCH = {"epoch": "one shuffle per epoch", "replacement": "drawn with replacement"}
+
+
+def _ot_scope(settings: dict) -> str:
+    """Which rows one batch-OT assignment pairs (coupling.scope), '' for other couplings."""
+    if settings["coupling"]["kind"] != "ot":
+        return ""
+    batch, gpus = settings["train"]["batch"], settings["train"]["gpus"]
+    if gpus == 1:
+        return f", scope {settings['coupling']['scope']}: one assignment of the batch of {batch} (1 process)"
+    if settings["coupling"]["scope"] == "rank":
+        return f", scope rank: each of the {gpus} ranks assigns its own {batch // gpus} rows"
+    return f", scope global: one assignment of the global batch of {batch}, gathered from the {gpus} ranks"
 
 
 def _ema(t: dict) -> str:

@@ -55,8 +55,11 @@ def _vct_run(title: str, source: str, objective: dict, mult: list, channels: int
              hflip: bool, kl_scale: float, init: str | None = None) -> dict:
     """A sony/vct run and its baselines. README: "To run the baselines, set model.coupling=ot ... or
     independent. In either case, set grad_clip_val=0"; VC runs clip at 200; OT runs re-pair the noise
-    of later sampling steps (models/cm_base.py). `init`: the published pickle its README command starts
-    from (network.reload_url; the ECM runs), or None (from scratch: the iCT runs)."""
+    of later sampling steps (models/cm_base.py). OT pairs each device's batch on its own: coupling_fn
+    (models/cm_base.py) solves the exact plan of the batch that Lightning's training_step
+    (lightning_modules/lightning_cm.py) hands that device, with no gather across devices (the README:
+    "The batch size is specified as batch per device"). `init`: the published pickle its README command
+    starts from (network.reload_url; the ECM runs), or None (from scratch: the iCT runs)."""
     return {
         "title": title, "source": source,
         "settings": {**objective, **_DDPMPP, **_net("network", channels, mult, 4, [16], dropout),
@@ -64,7 +67,8 @@ def _vct_run(title: str, source: str, objective: dict, mult: list, channels: int
                      "train.init": File(init) if init else None, **_VCT},
         "couplings": {
             "ic": {"coupling.kind": "ic", "train.grad_clip": None},
-            "ot": {"coupling.kind": "ot", "train.grad_clip": None, "sample.ot_pairing": True},
+            "ot": {"coupling.kind": "ot", "coupling.scope": "rank", "train.grad_clip": None,
+                   "sample.ot_pairing": True},
             "vc": {**_small_encoder(mult, dropout), "coupling.kl_scale": kl_scale, "train.grad_clip": 200.0},
         },
     }
@@ -106,7 +110,9 @@ def _gc_run(title: str, configs: str, net: dict, steps: int, batch: int, lr: flo
     batches of the training batch size (utils.py eval_fid) against `reference_n` training images
     (train_consistency.py size_FID_set); the baselines keep the config's dropout, GC runs use 0 (the
     *_GC_mix50 configs). `ema_start`: the config's train_config.ema_start, or Train_config's default
-    10,000 (utils.py) where the config sets none."""
+    10,000 (utils.py) where the config sets none. Batch-OT assigns the whole batch at once: the README
+    trains on one process (`torchrun --nproc_per_node=1`; the configs' ngpu 1), whose batch is the
+    global one (utils.py return_index_matching assigns the set it is given)."""
     return {
         "title": title,
         "source": f"thibautissenhuth/consistency_GC train_consistency.py, utils.py, {configs}; ema-pytorch 0.2.3",
@@ -117,7 +123,7 @@ def _gc_run(title: str, configs: str, net: dict, steps: int, batch: int, lr: flo
                      "train.ema_start": ema_start, "train.hflip": False, "sample.steps": 1, "sample.t_mid": [],
                      "evaluate.fidelity.protocol": "gc", "evaluate.fidelity.batch": batch,
                      **({"evaluate.fidelity.reference_n": reference_n} if reference_n else {})},
-        "couplings": {"ic": {"coupling.kind": "ic"}, "ot": {"coupling.kind": "ot"},
+        "couplings": {"ic": {"coupling.kind": "ic"}, "ot": {"coupling.kind": "ot", "coupling.scope": "global"},
                       "gc": {"coupling.kind": "gc", "coupling.mu": 0.5, "coupling.predictor": "ema",
                              "coupling.mu_ramp_steps": 0, "coupling.prediction_range": None,
                              "network.dropout": 0.0}},

@@ -29,7 +29,7 @@ SECTIONS = ("objective", "coupling", "network", "train", "sample", "evaluate")
 # (e.g. `coupling.encoder` on every digits run) is ignored there and listed in `Experiment.ignored`,
 # so no setting is ever silently used where it does not apply.
 _GC_KEYS = ("mu", "mu_ramp_steps", "predictor", "checkpoint", "prediction_range")
-COUPLING_KEYS = {"ic": ("kind",), "ot": ("kind",), "vc": ("kind", "encoder", "kl_scale"),
+COUPLING_KEYS = {"ic": ("kind",), "ot": ("kind", "scope"), "vc": ("kind", "encoder", "kl_scale"),
                  "gc": ("kind",) + _GC_KEYS, "vcgc": ("kind", "encoder", "kl_scale") + _GC_KEYS}
 OBJECTIVE_KEYS = {"ict": ("kind", "kernel", "s0", "s1", "P_mean", "P_std", "huber_c", "huber_per_element"),
                   "ect": ("kind", "kernel", "P_mean", "P_std", "q", "k", "b", "n_stages", "huber_c", "weighting",
@@ -38,7 +38,7 @@ OBJECTIVE_KEYS = {"ict": ("kind", "kernel", "s0", "s1", "P_mean", "P_std", "hube
 # Optional settings and their values when a params file leaves them out (the schema describes each).
 DEFAULTS = {
     "objective": {"ect": {"form": "boundary"}},
-    "coupling": {"gc": {"mu_ramp_steps": 0, "prediction_range": None},
+    "coupling": {"ot": {"scope": "global"}, "gc": {"mu_ramp_steps": 0, "prediction_range": None},
                  "vcgc": {"mu_ramp_steps": 0, "prediction_range": None}},
     "train": {"hflip": False, "ema_warmup": None, "ema_update_every": 1, "nonfinite_grad": "abort",
               "snapshot_every": None, "gpus": 1, "minibatch": "epoch"},

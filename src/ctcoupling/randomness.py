@@ -1,8 +1,9 @@
 """Per-sample randomness drawn for the global batch, of which each rank keeps its own rows.
 
 Every draw of the training step (minibatch indices, noise, time indices) goes through one
-`BatchRNG`, so a run is the same function of the seed on 1 process or on N DDP ranks (each rank
-gets distinct rows), and its state can be saved and restored for a bitwise resume.
+`BatchRNG`, so a run's draws are the same function of the seed on 1 process or on N DDP ranks (each
+rank gets distinct rows; batch-OT's `scope` says whether its pairing is too: couplings.BatchOTCoupling),
+and its state can be saved and restored for a bitwise resume.
 """
 from __future__ import annotations
 

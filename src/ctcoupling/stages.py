@@ -220,6 +220,10 @@ def _posterior(params: dict, exp, prepared: dict) -> dict:
 def evaluate(params: dict, name: str, source: str, device: str = "cpu") -> None:
     exp = P.experiment(params, name, source)
     spec = exp.config["evaluate"]
+    if spec["fidelity"]["features"] != "none" and "fd_dinov2" in spec["fidelity"]["metrics"]:
+        from . import fidelity  # FD_DINOv2 is asked for: a missing weights file stops here, before any work
+
+        fidelity.dinov2_weights(spec["fidelity"].get("dinov2_weights"), spec["fidelity"].get("dinov2_sha256"))
     samples = load_samples(run_file(name, "samples.npz"))
     prepared = data.load_prepared(data_npz(exp.dataset))
     ref, split = data.point_reference(prepared)

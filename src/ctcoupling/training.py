@@ -79,7 +79,7 @@ class Run:
         if config["coupling"].get("predictor") == "checkpoint":
             frozen = load_model(_load_state(Path(config["coupling"]["checkpoint"]))).to(device)
         self.coupling = couplings.build(config["coupling"], encoder=self.encoder, model=self.model, ema=self.ema,
-                                        frozen=frozen, rng=BatchRNG(seed + 2, rank, world))
+                                        frozen=frozen, rng=BatchRNG(seed + 2, rank, world), rank=rank, world=world)
         self.trainable = list(self.model.parameters()) + (list(self.encoder.parameters()) if encoder else [])
         self.averages = [optim.EMA(self.ema, self.model)]
         if encoder is not None:
