@@ -12,7 +12,7 @@ export DVC_NO_ANALYTICS := 1
 export DVC_NO_UPDATE_CHECK := 1
 export PATH := $(BIN):$(PATH)
 
-.PHONY: install run test bench gpu-check repro pull report lint dag clean
+.PHONY: install run pilot test bench gpu-check repro pull report lint dag clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -23,6 +23,9 @@ install: $(STAMP)
 
 run: $(STAMP)  ## the default pipeline (params/default.yaml) with Snakemake
 	$(BIN)/snakemake --cores $(CORES)
+
+pilot: $(STAMP)  ## the evidence protocol's pilot (params/pilot.yaml): its runs and analysis/pilot.md
+	$(BIN)/snakemake --cores $(CORES) --config params=params/pilot.yaml
 
 test: $(STAMP)  ## every test, the slow real-pipeline ones included
 	$(BIN)/python -m pytest

@@ -17,7 +17,7 @@ PUBLISHED = ROOT.parent / "shared" / "PUBLISHED.md"
 GC_PARAMS = "params/cifar10_gc_net.yaml"
 
 
-def row(value=10.0, std=None, status="verified", nfe=1, metric="fid", reproduce=True, **kw) -> dict:
+def row(value=10.0, std=None, status="read_in_source", nfe=1, metric="fid", reproduce=True, **kw) -> dict:
     rep = {"params": GC_PARAMS, "dataset": "cifar10", "objective": "ict", "coupling": "gc", "nfe": nfe}
     return {"id": "r", "dataset": "cifar10", "resolution": 32, "conditional": False, "method": "iCT-GC",
             "nfe": nfe, "metric": metric, "value": value, "std": std, "status": status, "source": "paper",
@@ -110,13 +110,13 @@ def test_reference_only_rows_say_why():
     assert out["verdict"] == "reference only" and out["preset"] is None and out["note"] == "another method"
 
 
-@pytest.mark.parametrize("status, note", [("unverified", "published value unverified"),
-                                          ("seed", "from the seed summary; not settled"), ("verified", None)])
+@pytest.mark.parametrize("status, note", [("unchecked", "published value not checked in its source"),
+                                          ("seed", "from the seed summary; not settled"), ("read_in_source", None)])
 def test_unsettled_rows_keep_verdict_and_say_so(status, note):
     for m, verdict in [(measured(10.2), "within tolerance"), (measured(12.0), "outside tolerance"), (None, "not run")]:
         out = judge(row(status=status), m)
         assert out["verdict"] == verdict and out["status"] == status
-        assert (note in out["note"]) if note else ("unverified" not in (out["note"] or ""))
+        assert (note in out["note"]) if note else ("unchecked" not in (out["note"] or ""))
 
 
 def test_audit_table_looks_up_measurements_by_cell():
@@ -130,13 +130,13 @@ def test_audit_table_looks_up_measurements_by_cell():
 
 def test_markdown_and_csv_are_deterministic_and_show_every_status():
     registry = [row(status=s) | {"id": s, "dataset": d} for s, d in
-                [("verified", "cifar10"), ("cited", "cifar10"), ("seed", "imagenet64"), ("unverified", "cifar10")]]
+                [("read_in_source", "cifar10"), ("cited", "cifar10"), ("seed", "imagenet64"), ("unchecked", "cifar10")]]
     rows = audit.audit_table(registry, {}, GC_PARAMS)
     text = audit.markdown(rows, "Measured: none.")
     assert text == audit.markdown(rows, "Measured: none.") and text.count("## cifar10") == 1
     assert text.index("## cifar10") < text.index("## imagenet64") < text.index("## Legend")
     table_lines = [line for line in text.splitlines() if line.startswith("| iCT-GC")]
-    assert [line.split(" | ")[4] for line in table_lines] == ["verified", "cited", "unverified", "seed"]
+    assert [line.split(" | ")[4] for line in table_lines] == ["read_in_source", "cited", "unchecked", "seed"]
     assert "max(2 x published std, 5% of the published value)" in text
     parsed = list(csv.reader(io.StringIO(audit.csv_text(rows))))
     assert tuple(parsed[0]) == audit.COLUMNS and len(parsed) == 5
@@ -239,6 +239,9 @@ def number(text: str) -> tuple[float, float | None]:
     return float(value), float(std) if std.strip() else None
 
 
+SOURCE_STATUS = {"verified": "read_in_source", "unverified": "unchecked"}  # PUBLISHED.md's words -> the registry's
+
+
 def published_numbers(text: str) -> list[tuple]:
     """(dataset, method, nfe, value, std, status, metric) for every number in PUBLISHED.md's tables: FID,
     but FD_DINOv2 in its section; a table led by "data set | NFE" (the sCT section) names the data set
@@ -258,11 +261,12 @@ def published_numbers(text: str) -> list[tuple]:
                 method, nfes, values, status = cells[:4]
                 where = dataset if columns[0] == "method" else next(v for k, v in DATASETS.items()
                                                                     if method.startswith(k))
+                status = SOURCE_STATUS.get(status, status)
                 for nfe, value in zip(nfes.split(" / "), values.split(" / ")):
                     out.append((where, method, None if nfe == "?" else int(nfe), *number(value), status, metric))
             else:  # data set x coupling
                 for coupling, value in zip(columns[1:], cells[1:]):
-                    out.append((DATASETS[cells[0]], coupling, 1, *number(value), "verified", metric))
+                    out.append((DATASETS[cells[0]], coupling, 1, *number(value), "read_in_source", metric))
     return out
 
 

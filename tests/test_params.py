@@ -24,9 +24,11 @@ def test_grid_expands_to_cartesian_blocks():
     sizes = [len(b["dataset"]) * len(b["objective"]) * len(b["coupling"]) * len(b["seed"]) for b in params["grid"]]
     assert len(exps) == sum(sizes)
     assert len({e.name for e in exps}) == len(exps)
-    e = exps[0]
+    e = next(x for x in exps if not any("objective" in params["overrides"][o]["set"] for o in x.overrides))
     assert e.name == f"{e.dataset}-{e.objective}-{e.coupling}-s{e.seed}"
     assert e.config["objective"] == params["objectives"][e.objective]
+    shifted = next(x for x in exps if "schedule_digits" in x.overrides)  # an override sets objective keys
+    assert shifted.config["objective"] == params["objectives"][shifted.objective] | {"s1": 80}
 
 
 def test_duplicate_cells_across_blocks_are_counted_once():
@@ -200,10 +202,14 @@ def test_theory_and_fidelity_settings_are_cross_checked(mutate, fragment):
 def test_ablations_pair_each_variant_with_the_main_names_and_name_the_change():
     params = P.load("params/default.yaml")
     found = {(a["objective"], a["coupling"]): a for a in P.ablations(params)}
-    s320 = found[("ict_s320", "ic")]
-    assert (s320["ref_objective"], s320["ref_coupling"]) == ("ict", "ic")
-    assert s320["change"] == {"objective.s1": (320, 1280)} and s320["seeds"] == [0, 1, 2]
-    assert found[("ict", "ot_paired")]["change"] == {"sample.ot_pairing": (True, False)}
+    paired = found[("ict", "ot_paired")]
+    assert (paired["ref_objective"], paired["ref_coupling"]) == ("ict", "ot")
+    assert paired["change"] == {"sample.ot_pairing": (True, False)} and paired["seeds"] == [0, 1, 2]
+    variant = copy.deepcopy(params)  # an objective variant: the change is read off the resolved configs
+    variant["objectives"]["ict_s20"] = dict(variant["objectives"]["ict"], s1=20)
+    variant["grid"].append({"dataset": ["eight_gaussians"], "objective": ["ict_s20"], "coupling": ["ic"], "seed": [0]})
+    s20 = {(a["objective"], a["coupling"]): a for a in P.ablations(variant)}[("ict_s20", "ic")]
+    assert (s20["ref_objective"], s20["ref_coupling"]) == ("ict", "ic") and s20["change"] == {"objective.s1": (20, 1280)}
     assert not any(c in ("gc_mu1", "vc_kl30") for _, c in found)  # the sweeps have sections of their own
 
 
@@ -212,7 +218,7 @@ def test_a_sweep_run_that_differs_in_more_than_the_swept_value_is_flagged():
     assert P.confounds(params) == []  # every kl_scale and mu run differs from vc / gc in that value only
     params["overrides"]["vc_clip"]["match"]["coupling"] = ["vc", "vcgc"]  # the clip no longer reaches vc_kl30
     (flagged,) = [c for c in P.confounds(params) if c["coupling"] == "vc_kl30"]
-    assert flagged["ref_coupling"] == "vc" and flagged["change"] == {"coupling.kl_scale": (30, 3),
+    assert flagged["ref_coupling"] == "vc" and flagged["change"] == {"coupling.kl_scale": (30, 10),
                                                                      "train.grad_clip": (None, 200.0)}
 
 

@@ -1,4 +1,5 @@
-"""The statistics behind claims.md against textbook formulas and scipy on fixed inputs."""
+"""The statistics behind claims.md against textbook formulas, scipy and statsmodels on fixed inputs."""
+import itertools
 import math
 
 import numpy as np
@@ -25,20 +26,6 @@ def test_mean_ci_of_one_value_has_no_interval():
     assert m == 2.0 and math.isnan(lo) and math.isnan(hi)
 
 
-def test_welch_matches_the_welch_satterthwaite_formulas():
-    a, b = np.array(A), np.array(B)
-    va, vb = a.var(ddof=1) / len(a), b.var(ddof=1) / len(b)
-    t = (a.mean() - b.mean()) / math.sqrt(va + vb)
-    df = (va + vb) ** 2 / (va**2 / (len(a) - 1) + vb**2 / (len(b) - 1))
-    p = 2 * S.t.sf(abs(t), df)
-    half = S.t.ppf(0.975, df) * math.sqrt(va + vb)
-    r = stats.welch(a, b)
-    assert r["statistic"] == pytest.approx(t) and r["df"] == pytest.approx(df) and r["p"] == pytest.approx(p)
-    assert r["low"] == pytest.approx(a.mean() - b.mean() - half)
-    assert r["high"] == pytest.approx(a.mean() - b.mean() + half)
-    assert r["p"] == pytest.approx(S.ttest_ind(a, b, equal_var=False).pvalue)
-
-
 def test_paired_t_matches_the_one_sample_t_on_differences():
     b = B[:3]
     d = np.array(A) - np.array(b)
@@ -51,25 +38,11 @@ def test_paired_t_matches_the_one_sample_t_on_differences():
         stats.paired_t(A, B)
 
 
-def test_paired_bootstrap_is_deterministic_and_brackets_the_mean_difference():
-    a = np.array([0.9, 1.1, 1.0, 1.2, 0.8, 1.05])
-    b = a + np.array([0.3, 0.25, 0.35, 0.28, 0.31, 0.33])
-    lo, hi = stats.paired_bootstrap(a, b, n_resamples=2000, seed=3)
-    assert (lo, hi) == stats.paired_bootstrap(a, b, n_resamples=2000, seed=3)
-    assert lo < (a - b).mean() < hi < 0
-
-
 @pytest.mark.parametrize("effect,p,lower,want", [(-0.3, 0.01, True, "holds"), (0.3, 0.01, True, "contradicted"),
                                                   (-0.3, 0.2, True, "not significant"),
                                                   (0.3, 0.01, False, "holds")])
 def test_verdict(effect, p, lower, want):
     assert stats.verdict(effect, p, lower) == want
-
-
-def test_compare_finds_the_separated_groups_and_not_the_overlapping_ones():
-    assert stats.compare(A, B)["verdict"] == "holds"
-    assert stats.compare(B, A)["verdict"] == "contradicted"
-    assert stats.compare([1.0, 1.5, 1.2], [1.1, 1.4, 1.3])["verdict"] == "not significant"
 
 
 def test_trend_is_spearman():
@@ -83,7 +56,86 @@ def test_non_finite_values_are_an_error():
         stats.mean_ci([1.0, float("nan")])
 
 
-def test_welch_without_spread_is_exact():
-    r = stats.welch([200.0, 200.0, 200.0], [400.0, 400.0, 400.0])
-    assert (r["effect"], r["low"], r["high"], r["p"]) == (-200.0, -200.0, -200.0, 0.0)
-    assert stats.welch([1.0, 1.0], [1.0, 1.0])["p"] == 1.0
+def test_sign_flip_p_is_the_enumeration_of_every_sign_flip():
+    a = np.array([3.1, 2.7, 3.6, 2.9, 3.3, 3.0])
+    b = np.array([2.8, 2.9, 3.0, 2.5, 3.1, 2.6])
+    d = a - b
+    flips = [np.mean(np.array(s) * d) for s in itertools.product((1, -1), repeat=len(d))]  # all 2^6
+    want = np.mean(np.abs(flips) >= abs(d.mean()) - 1e-12)
+    assert stats.sign_flip_p(a, b) == pytest.approx(want)
+    assert stats.sign_flip_p(a + 10, a) == pytest.approx(2 / 2**6)  # every seed the same side: the floor 2 / 2^n
+    assert stats.sign_flip_p(a, a) == 1.0
+
+
+def test_holm_is_statsmodels_and_the_textbook_step_down():
+    from statsmodels.stats.multitest import multipletests
+
+    p = [0.01, 0.04, 0.03, 0.005]
+    # Holm by hand: sorted 0.005, 0.01, 0.03, 0.04 times 4, 3, 2, 1, running maximum, capped at 1
+    assert stats.holm(p) == pytest.approx([0.03, 0.06, 0.06, 0.02])
+    assert stats.holm(p) == pytest.approx(list(multipletests(p, method="holm")[1]))
+    assert stats.holm([0.5, 0.9]) == pytest.approx([1.0, 1.0]) and stats.holm([]) == []
+
+
+def test_minimal_detectable_effect_has_the_stated_power():
+    from statsmodels.stats.power import TTestPower
+
+    sd, n, alpha = 0.4, 6, 0.01
+    mde = stats.mde_paired(sd, n, alpha, 0.8)
+    assert TTestPower().power(effect_size=mde / sd, nobs=n, alpha=alpha) == pytest.approx(0.8, abs=1e-6)
+    # the same power from the noncentral t (scipy), independently of statsmodels
+    crit = S.t.ppf(1 - alpha / 2, n - 1)
+    nc = mde / sd * math.sqrt(n)
+    power = S.nct.sf(crit, n - 1, nc) + S.nct.cdf(-crit, n - 1, nc)
+    assert power == pytest.approx(0.8, abs=1e-6)
+    assert stats.mde_paired(sd, 12, alpha) < mde  # more seeds see smaller effects
+    assert math.isnan(stats.mde_paired(sd, 1, alpha)) and stats.mde_paired(0.0, 5, alpha) == 0.0
+
+
+def test_seeds_needed_is_the_fewest_that_reach_the_power():
+    n = stats.seeds_needed(1.0, 1.0, alpha=0.05)
+    assert stats.mde_paired(1.0, n, 0.05) <= 1.0 < stats.mde_paired(1.0, n - 1, 0.05)
+    with pytest.raises(ValueError):
+        stats.seeds_needed(1.0, 0.0)
+
+
+def test_paired_reports_t_permutation_and_mde():
+    a = np.array([1.0, 1.2, 0.9, 1.1, 1.05])
+    b = a + np.array([0.2, 0.25, 0.18, 0.3, 0.22])
+    r = stats.paired(a, b, alpha=0.05)
+    assert r["p"] == pytest.approx(S.ttest_rel(a, b).pvalue) and r["effect"] == pytest.approx((a - b).mean())
+    assert r["p_perm"] == pytest.approx(2 / 2**5) and r["n"] == 5
+    assert r["mde"] == pytest.approx(stats.mde_paired(np.std(a - b, ddof=1), 5, 0.05))
+    three = stats.paired(a[:3], b[:3])
+    assert math.isnan(three["p_perm"])  # below permutation_from seeds: no permutation p
+    exact = stats.paired([2.0, 3.0], [1.0, 2.0])  # the same difference every seed: exact, no spread
+    assert (exact["effect"], exact["p"], exact["low"]) == (1.0, 0.0, 1.0)
+
+
+def test_gehan_scores_by_hand():
+    # runs: reached at 100, reached at 300, censored at 500, censored at 500
+    s = stats.gehan_scores([100, 300, 500, 500], [True, True, False, False])
+    # 100 is certainly shorter than all three others: -3; 300 outlasts 100 and is shorter than both censored: 1 - 2
+    # each censored run outlasts 100 and 300 and is undetermined against the other: +2
+    assert list(s) == [-3, -1, 2, 2]
+
+
+def test_censored_speed_test_on_a_group_that_never_reaches_the_level():
+    n = 6
+    fast = np.array([200.0, 260.0, 240.0, 300.0, 220.0, 280.0])
+    never = np.full(n, 1500.0)
+    r = stats.censored_paired(fast, np.ones(n, bool), never, np.zeros(n, bool))
+    assert r["reached_a"] == n and r["reached_b"] == 0 and r["effect"] < 0
+    assert r["p"] == pytest.approx(2 / 2**n) == r["min_p"]  # every seed on the claim's side: the exact floor
+    tie = stats.censored_paired(never, np.zeros(n, bool), never, np.zeros(n, bool))
+    assert tie["p"] == 1.0 and tie["effect"] == 0.0
+    # against a brute-force permutation of the per-seed Gehan score differences
+    ta = np.array([200.0, 900.0, 1500.0, 400.0, 700.0])
+    ea = np.array([True, True, False, True, True])
+    tb = np.array([300.0, 800.0, 1000.0, 1500.0, 1500.0])
+    eb = np.array([True, True, True, False, False])
+    sc = stats.gehan_scores(np.r_[ta, tb], np.r_[ea, eb])
+    d = sc[:5] - sc[5:]
+    flips = [abs(np.mean(np.array(f) * d)) for f in itertools.product((1, -1), repeat=5)]
+    want = np.mean(np.array(flips) >= abs(d.mean()) - 1e-12)
+    assert stats.censored_paired(ta, ea, tb, eb)["p"] == pytest.approx(want)

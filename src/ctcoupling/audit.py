@@ -19,7 +19,8 @@ Verdicts, in the order they are decided:
   became uint8, ctcoupling.fidelity.PROTOCOLS). A different checkpoint choice (the papers' best of
   their evaluations during training against our final model) is compared but named in the note.
 - "within tolerance" / "outside tolerance": the comparison above.
-Rows whose published value is `unverified` or `seed` keep their verdict; their note says so.
+Rows whose published value is `unchecked` or `seed` keep their verdict; their note says so. The status
+says where the published number was read, never that this suite reproduced it.
 
 Everything here is pure except `load_registry`, which reads and validates the registry file.
 """
@@ -47,7 +48,7 @@ TOLERANCE_SIGMAS, TOLERANCE_REL = 2.0, 0.05
 WEIGHTS = "weights-inception-2015-12-05-6726825d.pth"  # as fidelity.py, which this pure module does not import
 WEIGHTS_URL = f"https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/{WEIGHTS}"
 VERDICTS = ("within tolerance", "outside tolerance", "not run", "not comparable", "unavailable", "reference only")
-STATUS_NOTES = {"unverified": "published value unverified", "seed": "from the seed summary; not settled"}
+STATUS_NOTES = {"unchecked": "published value not checked in its source", "seed": "from the seed summary; not settled"}
 COLUMNS = ("id", "dataset", "method", "nfe", "metric", "published", "published_std", "status", "source",
            "published_protocol", "preset", "measured", "measured_std", "protocol", "n_samples", "difference",
            "tolerance", "verdict", "note")
@@ -262,7 +263,7 @@ def _cell(x) -> str:
 def markdown(rows: list[dict], source_note: str) -> str:
     """The audit as Markdown: one table per data set (registry order), then the legend."""
     lines = ["# Published numbers against this project's measurements", "", source_note, ""]
-    header = ["method", "NFE", "metric", "published", "status", "source (how measured)", "preset", "measured",
+    header = ["method", "NFE", "metric", "published", "source status", "source (how measured)", "preset", "measured",
               "difference", "tolerance", "verdict", "note"]
     for dataset in dict.fromkeys(r["dataset"] for r in rows):
         lines += [f"## {dataset}", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
@@ -289,9 +290,10 @@ def markdown(rows: list[dict], source_note: str) -> str:
         "- **unavailable**: the Inception weights were missing, so nothing was measured.",
         "- **reference only**: no params file of this project reproduces the row (another method, or a setting "
         "that none of the presets matches; the note says which).",
-        "- **status**: verified (read in the paper or official README), cited (several later papers' "
-        "tables), seed (the project's seed summary), unverified (recalled or one third-party table). "
-        "Only verified and cited values are settled.",
+        "- **source status** (where the published number was read, not whether this suite reproduced it): "
+        "read_in_source (the paper or official README), cited (several later papers' tables), seed (the "
+        "project's seed summary), unchecked (recalled or one third-party table). Only read_in_source and cited "
+        "values are settled.",
         "- KID is x100, as the GC paper reports it; higher IS is better, lower FID, KID and FD_DINOv2 are better.",
         "",
     ]

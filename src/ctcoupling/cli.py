@@ -42,11 +42,15 @@ def _setup(params_path: str, torch_needed: bool = False) -> dict:
     _check_dvc_stage(params, params_path)
     threadpool_limits(params["threads"])
     if torch_needed:
-        import torch
-
-        torch.set_num_threads(params["threads"])
-        enable_fast_cuda()
+        _setup_torch(params)
     return params
+
+
+def _setup_torch(params: dict) -> None:
+    import torch
+
+    torch.set_num_threads(params["threads"])
+    enable_fast_cuda()
 
 
 def _check_dvc_stage(params: dict, params_path: str) -> None:
@@ -107,9 +111,20 @@ def _cmd_sample(a):
 
 
 def _cmd_evaluate(a):
-    from . import stages
+    import os
 
-    stages.evaluate(_setup(a.params, torch_needed=True), a.experiment, a.params, device=_device(a.device))
+    from . import params as P
+    from . import stages
+    from .assignment import _LIGHT_POT
+
+    params = _setup(a.params)
+    if stages.evaluate_uses_torch(params, P.experiment(params, a.experiment, a.params)):
+        _setup_torch(params)
+        device = _device(a.device)
+    else:  # points only (W2, energy): no network runs, and POT is kept from importing torch (1 s of the job)
+        os.environ.update(_LIGHT_POT)
+        device = "cpu"
+    stages.evaluate(params, a.experiment, a.params, device=device)
 
 
 def _cmd_curve(a):
@@ -134,6 +149,17 @@ def _cmd_report(a):
     from . import stages
 
     stages.report(_setup(a.params), a.params)
+
+
+def _cmd_pilot(a):
+    from . import stages
+
+    params = _setup(a.params)
+    if "pilot" not in params:
+        from .errors import UserError
+
+        raise UserError(f"{a.params}: no `pilot` section; the pilot's params are params/pilot.yaml")
+    stages.pilot(params, a.params)
 
 
 def _cmd_theory(a):
@@ -229,6 +255,8 @@ def parser() -> argparse.ArgumentParser:
                     help="measure the runs of this seed of theory.seeds instead of theory.seed's: only the record "
                          "runs/theory/DATASET-sSEED.json, for the claims over seeds (default: theory.seed)")
     add("report", _cmd_report, "tables and figures over all experiments: analysis/")
+    add("pilot", _cmd_pilot, "apply the pilot's rules (params/pilot.yaml's `pilot`) to its finished runs: "
+        "analysis/pilot.md")
     d = add("dag", _cmd_dag, "write dvc.yaml for a params file (the same DAG as the Snakefile)")
     d.add_argument("--output", default="dvc.yaml", help="where to write (default: dvc.yaml)")
     d.add_argument("--check", action="store_true", help="fail if the file is not what would be written")

@@ -3,19 +3,35 @@ the Frechet distance between Gaussian feature statistics (FID's formula, METHODS
 from __future__ import annotations
 
 import numpy as np
-from scipy.optimize import linear_sum_assignment
 from scipy.spatial.distance import cdist
 
 ENERGY_BLOCK = 1 << 22  # pairwise distances held at once by energy_distance (32 MiB of float64)
+W2_ITER_PER_ARC = 10  # w2_exact's cap on network-simplex pivots, per arc of the n x n problem (the
+                      # evaluate stage's 2048 two-Gaussian points need 64k pivots, 0.015 per arc)
 
 
 def w2_exact(a: np.ndarray, b: np.ndarray) -> float:
-    """Exact 2-Wasserstein distance between two equal-size empirical measures (Hungarian matching)."""
+    """Exact 2-Wasserstein distance between two equal-size empirical measures, in float64.
+
+    The optimal matching, solved as the transport problem between uniform weights by POT's exact
+    network simplex (`ot.emd2`), whose optimum on uniform weights is a permutation (Birkhoff), so its
+    cost is that of the optimal matching. POT is the field's OT library (and batch-OT's solver here,
+    assignment.py); it is 4-6x faster than scipy's Hungarian `linear_sum_assignment` on the evaluate
+    stage's 2048 two-Gaussian points (0.6 s against 3.5 s here) and agrees with it to 1e-12
+    (tests/test_metrics.py). A solve that stops short of optimality raises instead of returning
+    an upper bound."""
+    import ot  # here, not at the top: `import ot` takes ~1 s (sklearn, networkx), paid by the stages with W2 only
+
     if a.shape != b.shape:
         raise ValueError(f"w2_exact needs equal shapes, got {a.shape} and {b.shape}")
-    cost = cdist(a.reshape(len(a), -1).astype(np.float64), b.reshape(len(b), -1).astype(np.float64), "sqeuclidean")
-    rows, cols = linear_sum_assignment(cost)
-    return float(np.sqrt(cost[rows, cols].mean()))
+    n = len(a)
+    cost = cdist(a.reshape(n, -1).astype(np.float64), b.reshape(n, -1).astype(np.float64), "sqeuclidean")
+    weights = np.full(n, 1.0 / n)
+    value, log = ot.emd2(weights, weights, cost, numItermax=max(100_000, W2_ITER_PER_ARC * n * n), log=True)
+    if log["result_code"] != 1:  # 1: optimal (POT's ot/lp/emd_wrap.pyx, check_result)
+        raise RuntimeError(f"w2_exact: POT's network simplex did not reach the optimum on {n} points: "
+                           f"{log['warning']}")
+    return float(np.sqrt(value))
 
 
 def between_modes(x: np.ndarray, threshold: float = 0.25) -> float:

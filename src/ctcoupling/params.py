@@ -123,11 +123,64 @@ def validate(params: dict, source: str = "params") -> dict:
         _check_theory(params, theory, source)
     if "official" in params:
         _check_official(params, source)
+    if "evidence" in params:
+        _check_evidence(params, source)
+    if "pilot" in params:
+        _check_pilot(params, source)
     for e in experiments(params):
         _check_fidelity(params, e, source)
         _check_order(e, source)
         _check_networks(e, source)
     return params
+
+
+def _unknown(source: str, key: str, what: str, name: str, table: dict, where: str) -> UserError:
+    return UserError(f"{source}: key '{key}': unknown {what} '{name}' (defined under {where}: "
+                     f"{', '.join(sorted(table))})")
+
+
+def _check_evidence(params: dict, source: str) -> None:
+    """The protocol names what exists, and the pilot's seeds never decide a claim."""
+    spec = params["evidence"]["primary"]
+    if spec["objective"] not in params["objectives"]:
+        raise _unknown(source, "evidence.primary.objective", "objective", spec["objective"], params["objectives"],
+                       "objectives")
+    for i, c in enumerate(spec["claims"]):
+        for ds in c.get("datasets", []):
+            if ds not in spec["datasets"]:
+                raise UserError(f"{source}: key 'evidence.primary.claims[{i}].datasets': '{ds}' is not one of "
+                                f"evidence.primary.datasets ({', '.join(spec['datasets'])})")
+        for side in ("a", "b"):
+            if side in c and c[side] not in params["couplings"]:
+                raise _unknown(source, f"evidence.primary.claims[{i}].{side}", "coupling", c[side],
+                               params["couplings"], "couplings")
+    for ds in spec["datasets"]:
+        if ds not in params["datasets"]:
+            raise _unknown(source, "evidence.primary.datasets", "data set", ds, params["datasets"], "datasets")
+    pilot = set(params["evidence"]["pilot_seeds"])
+    for i, block in enumerate(params["grid"]):
+        shared = sorted(pilot & set(block["seed"]))
+        if shared and "pilot" not in params:
+            raise UserError(f"{source}: key 'grid[{i}].seed': seed {shared[0]} is one of evidence.pilot_seeds, where "
+                            "knobs were tuned; a test seed must be another")
+
+
+def _check_pilot(params: dict, source: str) -> None:
+    """A pilot's candidates are objectives and couplings of this file."""
+    spec = params["pilot"]
+    for ds, names in spec["schedule"]["candidates"].items():
+        if ds not in params["datasets"]:
+            raise _unknown(source, "pilot.schedule.candidates", "data set", ds, params["datasets"], "datasets")
+        for name in names:
+            if name not in params["objectives"]:
+                raise _unknown(source, f"pilot.schedule.candidates.{ds}", "objective", name, params["objectives"],
+                               "objectives")
+    for kind, names in spec["knobs"].items():
+        for name in names:
+            if name not in params["couplings"]:
+                raise _unknown(source, f"pilot.knobs.{kind}", "coupling", name, params["couplings"], "couplings")
+    if not Path(spec["for"]).is_file():
+        raise UserError(f"{source}: key 'pilot.for': no params file {spec['for']} (the suite this pilot serves)")
 
 
 def _check_official(params: dict, source: str) -> None:

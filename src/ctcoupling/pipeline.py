@@ -45,6 +45,7 @@ def classifier_record(ds: str) -> str:
 
 REGISTRY = "params/published_fids.yaml"
 AUDIT_MD, AUDIT_CSV = f"{ANALYSIS_DIR}/audit.md", f"{ANALYSIS_DIR}/audit.csv"
+PILOT_MD = f"{ANALYSIS_DIR}/pilot.md"  # `ctcoupling pilot` on params/pilot.yaml (`make pilot`)
 # The training log, through DVCLive (ctcoupling.trainlog): its histories (a directory) and its summary, the
 # train stage's metrics (`dvc exp show`, `dvc metrics diff`).
 TRAIN_OUTS = ("model.pt", "snapshots.pt", "dvclive/plots", "train.json")
@@ -414,8 +415,19 @@ def dvc_yaml(params: dict, params_path: str) -> str:
     return header + yaml.safe_dump({"stages": doc, "plots": plots}, sort_keys=False, width=120)
 
 
+def pilot_deps(params: dict) -> list[str]:
+    """What the pilot's analysis reads: every pilot run's evaluation and curve, and the suite's params."""
+    if "pilot" not in params:
+        return []
+    return ([run_file(e.name, n) for e in P.experiments(params) for n in ("eval.json", "curve.csv")]
+            + [params["pilot"]["for"]] + code_deps("report") + [f"{SRC}/pilot.py"])
+
+
 def all_outputs(params: dict) -> list[str]:
-    """Every artifact the pipeline produces, for `rule all` and the engine-equivalence test."""
+    """Every artifact the pipeline produces, for `rule all` and the engine-equivalence test. A pilot's
+    params (a `pilot` section) make its runs and analysis/pilot.md only: no theory, audit or report."""
+    if "pilot" in params:
+        return [run_file(e.name, n) for e in P.experiments(params) for n in ("eval.json", "curve.json")] + [PILOT_MD]
     outs = []
     for s in stages(params, "-"):
         outs += s.outs + s.metrics + s.uncached

@@ -97,9 +97,9 @@ def metrics_json(summary: pd.DataFrame) -> dict:
 
 def samples_figure(params: dict, points: dict[str, np.ndarray], refs: dict[str, np.ndarray]) -> bytes:
     """One panel per (2-D data set, objective, coupling) of the main names: held-out data in grey, the
-    lowest seed's samples on top, at most 5 panels a row (evenly filled) and only the panels
-    that exist. The sweeps'
-    and the ablations' runs (gc_mu1, vc_kl30, ict_s320, ...) have figures of their own."""
+    lowest seed's samples on top (seed and number of sampling steps in the title), at most 5 panels a
+    row (evenly filled) and only the panels that exist; the legend under the panels. The sweeps' and
+    the ablations' runs (gc_mu1, vc_kl30, ict_s320, ...) have figures of their own."""
     from .evidence import MAIN
     from .params import is_2d
 
@@ -109,16 +109,17 @@ def samples_figure(params: dict, points: dict[str, np.ndarray], refs: dict[str, 
     panels = sorted(first, key=lambda k: (k[0], k[1], _rank(k[2], MAIN)))  # only real panels
     n_rows, cols = _layout(len(panels), 5)
     k = params["report"]["figure_points"]
-    fig = plt.figure(figsize=(3 * cols, 3 * n_rows))
+    fig = plt.figure(figsize=(3 * cols, 3.3 * n_rows + 0.6), layout="constrained")
     for i, (ds, obj, cpl) in enumerate(panels):
         ax = fig.add_subplot(n_rows, cols, i + 1)
         e = first[(ds, obj, cpl)]
         ax.scatter(*refs[ds][:k].T, s=2, c="0.7", label="held-out data")
-        ax.scatter(*points[e.name][:k].T, s=2, c="C0", label=f"1-step samples (seed {e.seed})")
-        ax.set(xlim=(-1.5, 1.5), ylim=(-1.5, 1.5), aspect="equal", title=f"{ds}\n{obj} / {cpl}")
+        ax.scatter(*points[e.name][:k].T, s=2, c="C0", label="samples of the run")
+        ax.set(xlim=(-1.5, 1.5), ylim=(-1.5, 1.5), aspect="equal", xlabel="x_1", ylabel="x_2")
+        ax.set_title(f"{ds}\n{obj} / {cpl}, seed {e.seed}, {e.config['sample']['steps']}-step", fontsize=9)
         ax.tick_params(labelsize=7)
-    fig.axes[0].legend(loc="lower left", fontsize=6, markerscale=3)
-    fig.tight_layout()
+    fig.legend(*fig.axes[0].get_legend_handles_labels(), loc="outside lower center", ncol=2, fontsize=8, markerscale=4)
+    fig.suptitle(f"the first {k} samples of one run per panel (the lowest seed), over {k} held-out points", fontsize=9)
     return _png(fig)
 
 
@@ -156,10 +157,10 @@ def image_grids_figure(params: dict, dataset: str, points: dict[str, np.ndarray]
     first = _lowest_seed(params, lambda e: e.dataset == dataset)
     k = min(64, params["report"]["figure_points"])
     panels = [("held-out data", ref[:k])] + [
-        (f"{obj} / {cpl} (seed {e.seed})", points[e.name][:k])
+        (f"{obj} / {cpl} (seed {e.seed}, {e.config['sample']['steps']}-step)", points[e.name][:k])
         for (_, obj, cpl), e in sorted(first.items(), key=lambda kv: (kv[0][1], _rank(kv[0][2], MAIN)))]
     n_rows, cols = _layout(len(panels), 6)
-    fig, axes = plt.subplots(n_rows, cols, figsize=(3 * cols, 3.6 * n_rows), squeeze=False)
+    fig, axes = plt.subplots(n_rows, cols, figsize=(3 * cols, 3.6 * n_rows), squeeze=False, layout="constrained")
     for ax in axes.flat[len(panels):]:
         ax.remove()
     for ax, (title, imgs) in zip(axes.flat, panels):
@@ -167,8 +168,8 @@ def image_grids_figure(params: dict, dataset: str, points: dict[str, np.ndarray]
         ax.imshow(grid.squeeze(-1) if grid.shape[-1] == 1 else grid, cmap="gray", vmin=0, vmax=255,
                   interpolation="nearest")
         ax.set_title(f"{dataset}\n{title}", fontsize=8)
-        ax.axis("off")
-    fig.tight_layout()
+        ax.axis("off")  # an image grid: no coordinates to label
+    fig.suptitle(f"{dataset}: the first {k} images of each, one run per panel (the lowest seed)", fontsize=9)
     return _png(fig)
 
 
@@ -184,7 +185,7 @@ def preview_png(x: np.ndarray, title: str) -> bytes:
         ax.axis("off")
     else:
         ax.scatter(*x[:2048, :2].T, s=2)
-        ax.set(xlim=(-1.5, 1.5), ylim=(-1.5, 1.5), aspect="equal")
+        ax.set(xlim=(-1.5, 1.5), ylim=(-1.5, 1.5), aspect="equal", xlabel="x_1", ylabel="x_2")
     ax.set_title(title, fontsize=8)
     fig.tight_layout()
     return _png(fig)

@@ -201,14 +201,25 @@ def _point_metrics(params: dict, dataset: str, x: np.ndarray, ref: np.ndarray, n
     return values
 
 
+def _has_posterior(params: dict, exp) -> bool:
+    """Whether evaluate measures the encoder's posterior (_posterior): VC on the two-Gaussian set."""
+    return params["datasets"][exp.dataset]["source"] == "two_gaussians" and "encoder_network" in exp.config
+
+
+def evaluate_uses_torch(params: dict, exp) -> bool:
+    """Whether `evaluate` runs a network (fidelity features, a VC encoder): else it scores points with
+    numpy and POT only, and the command leaves torch unimported (cli; 1 s of a 2-D job's start)."""
+    return exp.config["evaluate"]["fidelity"]["features"] != "none" or _has_posterior(params, exp)
+
+
 def _posterior(params: dict, exp, prepared: dict) -> dict:
     """VC on the two-Gaussian set: how well the encoder's posterior z | x tells the two modes apart."""
-    import torch
+    if not _has_posterior(params, exp):
+        return {}
+    import torch  # after the check: the other runs' evaluate needs no torch (evaluate_uses_torch)
 
     from . import metrics, training
 
-    if params["datasets"][exp.dataset]["source"] != "two_gaussians" or "encoder_network" not in exp.config:
-        return {}
     encoder = training.load_encoder(load_checkpoint(run_file(exp.name, "model.pt")), exp.config["sample"]["use_ema"])
     x = torch.from_numpy(data.to_model_space(prepared["x_test"]))
     with torch.no_grad():
@@ -271,8 +282,7 @@ def curve(params: dict, name: str, source: str, device: str = "cpu") -> None:
     uses by default (`sample.use_ema`)."""
     import torch
 
-    from . import curves, fidelity, sampling, training
-    from .classifier import EXTRACTOR
+    from . import curves, sampling, training
 
     exp = P.experiment(params, name, source)
     path = run_file(name, "snapshots.pt")
@@ -292,6 +302,9 @@ def curve(params: dict, name: str, source: str, device: str = "cpu") -> None:
     fid_spec = exp.config["evaluate"]["fidelity"]
     scored_by_classifier = not P.is_2d(params, exp.dataset) and fid_spec["features"] == "classifier"
     if scored_by_classifier:
+        from . import fidelity  # here: torch-fidelity's import (torchvision, 1.3 s) is for image sets only
+        from .classifier import EXTRACTOR
+
         reference = fidelity.reference_uint8(prepared[f"x_{fid_spec['reference']}"])
     rows = []
     for snap in points:
@@ -411,26 +424,47 @@ def theory(params: dict, dataset: str, source: str, progress: bool = True, seed:
                     theory_outs(params, dataset)))
     for name in THEORY_TABLES:
         artifacts.write_text(outs[name], _csv(record["tables"][name]))
-    artifacts.write_bytes(outs["fig2"], figures.discrepancy_figure(disc, dataset))
-    artifacts.write_bytes(outs["fig3"], figures.transport_figure(trans, dataset))
+    dim = int(np.prod(x.shape[1:]))  # R~'s float64 floor is eps * d (evidence.underflow_floor)
+    artifacts.write_bytes(outs["fig2"], figures.discrepancy_figure(disc, dataset, dim, spec["seed"]))
+    artifacts.write_bytes(outs["fig3"], figures.transport_figure(trans, dataset, spec["seed"], spec["n"]))
     if thm:
         artifacts.write_text(outs["theorem1_csv"], _csv(thm))
-        artifacts.write_bytes(outs["theorem1_png"], figures.theorem1_figure(thm, dataset))
+        artifacts.write_bytes(outs["theorem1_png"], figures.theorem1_figure(thm, dataset, spec["seed"]))
     artifacts.write_json(outs["json"], record | {"provenance": provenance})
     _say(f"theory {dataset}: {held}/{len(claims)} claims hold; R(theta) {r_values}")
 
 
-def _paper_figure(name: str, runs: dict, points: dict, refs: dict) -> bytes:
+def _paper_figure(name: str, params: dict, runs: dict, points: dict, refs: dict, table, theory: dict) -> bytes:
+    """VCT Fig. 1 over every seed of its IC and VC runs, with their evaluation's numbers (`table`: the
+    results rows); the GC pairs figure of the lowest-seed GC run, quoting the theory stage's transport
+    costs (`theory`: data set -> its record) where the theory measured that same run."""
     from . import figures, training
 
     if name == "vct_fig1":
-        vc = runs["VC"]
-        encoder = training.load_encoder(load_checkpoint(run_file(vc.name, "model.pt")))
-        return figures.vct_fig1(data.to_model_space(refs[vc.dataset]),
-                                {k: points[e.name] for k, e in runs.items()}, encoder)
+        by_seed: dict[int, dict] = {}
+        for e in P.experiments(params):
+            for kind, ref in runs.items():
+                if (e.dataset, e.objective, e.coupling) == (ref.dataset, ref.objective, ref.coupling):
+                    by_seed.setdefault(e.seed, {})[kind] = e
+        rows = []
+        for seed, es in sorted((s, es) for s, es in by_seed.items() if len(es) == len(runs)):
+            ev = {k: table[table.experiment == e.name].iloc[0] for k, e in es.items()}
+            vc = es["VC"]
+            rows.append({"seed": seed, "samples": {k: points[e.name] for k, e in es.items()},
+                         "between_modes": {k: float(r["between_modes"]) for k, r in ev.items()},
+                         "mode_accuracy": float(ev["VC"]["mode_accuracy"]),
+                         "encoder": training.load_encoder(load_checkpoint(run_file(vc.name, "model.pt")),
+                                                          vc.config["sample"]["use_ema"])})
+        return figures.vct_fig1(data.to_model_space(refs[runs["VC"].dataset]), rows)
     gc = runs["GC"]
     model = training.load_model(load_checkpoint(run_file(gc.name, "model.pt")))
-    return figures.gc_pairs(data.to_model_space(refs[gc.dataset]), model)
+    record, costs, source = theory.get(gc.dataset), None, ""
+    if record and record["runs"].get("gc") == gc.name:  # the run fig3 measured: quote its numbers
+        costs = record["tables"]["transport"]
+        source = (f"the theory stage's, {params['theory']['n']} Monte Carlo pairs of the training set each "
+                  f"(= fig3_transport_{gc.dataset}.png, theory_{gc.dataset}_transport.csv)")
+    x_train = data.to_model_space(data.load_prepared(data_npz(gc.dataset))["x_train"])
+    return figures.gc_pairs(x_train, model, costs, source, f"{gc.name}, GC's generator-induced pairs")
 
 
 def _curves_table(params: dict):
@@ -517,11 +551,13 @@ def report(params: dict, source: str) -> None:
         theory_records.append(theory_seeds[ds][0])
     curves = _curves_table(params)
     artifacts.write_text(out / "curves.csv", curves.to_csv(index=False, lineterminator="\n"))
+    ev = evidence.design(params)
+    dims = {ds: int(np.prod(ref.shape[1:])) for ds, ref in refs.items()}  # the theory's float64 floor
     artifacts.write_text(out / "claims.md", evidence.claims_markdown(table, curves, params["couplings"],
                                                                      theory_records, source, P.ablations(params),
-                                                                     P.confounds(params), theory_seeds))
+                                                                     P.confounds(params), theory_seeds, ev, dims))
     artifacts.write_text(out / "verdicts.rst", evidence.verdicts_rst(table, curves, params["couplings"],
-                                                                    P.ablations(params), theory_seeds))
+                                                                    P.ablations(params), theory_seeds, ev, dims))
     _plot_data(params, curves, dict(zip(theory_datasets(params), theory_records)))
     runs = figure_runs(params)
     for path in [p for p in report_outs(params) if p.endswith(".png")]:
@@ -539,10 +575,11 @@ def report(params: dict, source: str) -> None:
             artifacts.write_bytes(path, figures.mu_sweep_figure(sweep, evidence.primary(table, ds)))
         elif name == "vc_kl_scale":
             (ds, obj), = P.sweeps(params)["kl"][:1]
-            kl = evidence.kl_sweep_table(table, params["couplings"])
-            kl = kl[(kl.dataset == ds) & (kl.objective == obj)]
+            kls = P.kl_values(params["couplings"])
+            kl = table[(table.dataset == ds) & (table.objective == obj) & table.coupling.isin(list(kls))]
+            kl = kl[kl["mode_accuracy"].notna()].assign(kl_scale=lambda d: d.coupling.map(kls))
             configured = float(params["couplings"]["vc"]["kl_scale"]) if "vc" in params["couplings"] else None
-            artifacts.write_bytes(path, figures.kl_scale_figure(kl, evidence.select_kl_scale(kl), configured,
+            artifacts.write_bytes(path, figures.kl_scale_figure(kl, None, configured,
                                                                 evidence.SEPARATED))
         elif name == "samples_2d":
             artifacts.write_bytes(path, report_mod.samples_figure(params, points, refs))
@@ -550,8 +587,42 @@ def report(params: dict, source: str) -> None:
             ds = name[len("samples_"):]
             artifacts.write_bytes(path, report_mod.image_grids_figure(params, ds, points, refs[ds]))
         elif name in runs:
-            artifacts.write_bytes(path, _paper_figure(name, runs[name], points, refs))
+            artifacts.write_bytes(path, _paper_figure(name, params, runs[name], points, refs, table,
+                                                      dict(zip(theory_datasets(params), theory_records))))
     artifacts.write_json(out / "provenance.json", _provenance(
         "report", {"grid": params["grid"], "report": params["report"]},
         [run_file(e.name, "eval.json") for e in P.experiments(params)]))
     _say(f"report: {len(rows)} experiments -> {out}/")
+
+
+def pilot(params: dict, source: str) -> None:
+    """analysis/pilot.md: the pilot's rules (params `pilot`) applied to its runs that have finished."""
+    import pandas as pd
+
+    from . import evidence
+    from . import pilot as pilot_mod
+    from . import report as report_mod
+
+    spec = params["pilot"]
+    suite = P.load(spec["for"])
+    ev = evidence.design(suite)
+    rows, frames = [], []
+    for e in P.experiments(params):
+        ev_path, curve_path = Path(run_file(e.name, "eval.json")), Path(run_file(e.name, "curve.csv"))
+        if ev_path.is_file() and curve_path.is_file():
+            rows.append(report_mod.read_eval(ev_path))
+            frames.append(pd.read_csv(curve_path).assign(dataset=e.dataset, objective=e.objective, coupling=e.coupling,
+                                                         seed=e.seed))
+    if not rows:
+        raise UserError(f"{source}: no pilot run has finished; run `make pilot` (or the pipeline on {source}) first")
+    results, curves = report_mod.results_table(rows), pd.concat(frames, ignore_index=True)
+    exps = P.experiments(params)
+    steps = {(e.dataset, e.objective): e.config["train"]["steps"] for e in exps}
+    schedule = pilot_mod.choose_schedule(results, curves, spec["schedule"], steps, ev)
+    knobs = pilot_mod.choose_knobs(results, spec["knobs"], schedule, params["couplings"], len(ev["pilot_seeds"]))
+    counts = pilot_mod.seed_count(results, schedule, knobs, ev, spec["max_seeds"])
+    seeds = pilot_mod.suite_seeds(counts, spec["max_seeds"])
+    lines = pilot_mod.check(P.experiments(suite), exps, schedule, knobs, seeds, ev)
+    artifacts.write_text(Path(ANALYSIS_DIR) / "pilot.md", pilot_mod.markdown(
+        source, spec["for"], spec, ev, schedule, knobs, counts, seeds, lines))
+    _say(f"pilot: {len(rows)} of {len(exps)} runs -> {ANALYSIS_DIR}/pilot.md")

@@ -1,18 +1,19 @@
-"""Statistics over seeds for the claims: a mean with its 95% interval and tests of an effect.
+"""Statistics over seeds for the claims (the evidence protocol, docs/evidence.md): no files.
 
-Every number is scipy's (scipy.stats): the t interval of a mean, Welch's unequal-variance t-test
-with its interval for a difference, the paired t-test over seeds that share an initialisation, and
-a paired bootstrap interval. Nothing here reads or writes files.
+The libraries' numbers: the t interval of a mean and the paired t-test with its interval (scipy),
+the exact sign-flip permutation test (scipy.stats.permutation_test), Holm's correction
+(statsmodels' multipletests), the minimal detectable effect and the seed count of a paired t-test
+(statsmodels' TTestPower), Spearman's trend (scipy). Written here, with the reason in its docstring:
+Gehan's scores of censored times.
 
-A claim compares two groups of per-seed values a and b (a metric, lower is better unless said
-otherwise). `compare` returns the effect mean(a) - mean(b) with its interval, the p-value and a
-verdict: "holds" (significant in the claimed direction), "contradicted" (significant against it),
-"not significant" otherwise.
+A claim compares per-seed values a and b of matched seeds (a metric, lower is better unless said
+otherwise): `paired` gives the effect mean(a - b) with its interval and p-values; the verdict comes
+from the p adjusted within the claim's family: "holds" (significant in the claimed direction),
+"contradicted" (significant against it), "not significant" otherwise.
 """
 from __future__ import annotations
 
 import math
-import warnings
 
 import numpy as np
 from scipy import stats as S
@@ -40,21 +41,6 @@ def mean_ci(x, level: float = LEVEL) -> tuple[float, float, float]:
     return m, float(lo), float(hi)
 
 
-def welch(a, b, alternative: str = "two-sided", level: float = LEVEL) -> dict:
-    """Welch's t-test of mean(a) - mean(b): effect, its interval (Welch-Satterthwaite df), t, df, p."""
-    a, b = _values(a), _values(b)
-    if np.ptp(a) == 0 and np.ptp(b) == 0:  # no spread at all (scipy: NaN): the difference is exact
-        d = float(a[0] - b[0])
-        return {"test": "Welch t", "effect": d, "low": d, "high": d, "statistic": math.copysign(math.inf, d) if d else 0.0,
-                "df": float(len(a) + len(b) - 2), "p": 0.0 if d else 1.0, "n": (len(a), len(b))}
-    with warnings.catch_warnings():  # one group without spread (e.g. censored steps): exact, not imprecise
-        warnings.filterwarnings("ignore", "Precision loss occurred", RuntimeWarning)
-        r = S.ttest_ind(a, b, equal_var=False, alternative=alternative)
-        ci = S.ttest_ind(a, b, equal_var=False).confidence_interval(level)
-    return {"test": "Welch t", "effect": float(a.mean() - b.mean()), "low": float(ci.low), "high": float(ci.high),
-            "statistic": float(r.statistic), "df": float(r.df), "p": float(r.pvalue), "n": (len(a), len(b))}
-
-
 def paired_t(a, b, alternative: str = "two-sided", level: float = LEVEL) -> dict:
     """Paired t-test of a - b over matched seeds: effect, its interval, t, df, p."""
     a, b = _values(a), _values(b)
@@ -66,16 +52,6 @@ def paired_t(a, b, alternative: str = "two-sided", level: float = LEVEL) -> dict
             "statistic": float(r.statistic), "df": float(r.df), "p": float(r.pvalue), "n": (len(a), len(b))}
 
 
-def paired_bootstrap(a, b, n_resamples: int = 9999, seed: int = 0, level: float = LEVEL) -> tuple[float, float]:
-    """The percentile-BCa bootstrap interval of mean(a - b) over matched seeds (scipy.stats.bootstrap)."""
-    d = _values(a) - _values(b)
-    if np.ptp(d) == 0:
-        return float(d[0]), float(d[0])
-    r = S.bootstrap((d,), np.mean, n_resamples=n_resamples, confidence_level=level, method="BCa",
-                    rng=np.random.default_rng(seed))
-    return float(r.confidence_interval.low), float(r.confidence_interval.high)
-
-
 def verdict(effect: float, p: float, lower_is_better: bool = True, alpha: float = ALPHA) -> str:
     """'holds' / 'contradicted' at level alpha (two-sided p), else 'not significant'."""
     if not p < alpha:
@@ -84,13 +60,113 @@ def verdict(effect: float, p: float, lower_is_better: bool = True, alpha: float 
     return "holds" if good else "contradicted"
 
 
-def compare(a, b, lower_is_better: bool = True) -> dict:
-    """Claim 'a beats b' on per-seed values: Welch's two-sided test and its verdict."""
-    r = welch(a, b)
-    return r | {"verdict": verdict(r["effect"], r["p"], lower_is_better)}
-
-
 def trend(x, y) -> dict:
     """Monotone trend of y in x: Spearman's rho and its two-sided p-value."""
     r = S.spearmanr(_values(x), _values(y))
     return {"test": "Spearman", "rho": float(r.statistic), "p": float(r.pvalue)}
+
+
+# --- The evidence protocol (docs/evidence.md): paired tests, multiplicity, power, censoring ---------
+
+POWER = 0.8
+
+
+def sign_flip_p(a, b) -> float:
+    """Exact two-sided permutation p of mean(a - b) over matched seeds: every one of the 2^n sign flips of
+    the per-seed differences (scipy.stats.permutation_test, permutation_type="samples"). No normality
+    assumed; its smallest attainable value is 2 / 2^n, so it is a robustness check from 5 seeds on."""
+    a, b = _values(a), _values(b)
+    if a.shape != b.shape:
+        raise ValueError(f"paired test needs matched values, got {len(a)} and {len(b)}")
+    d = a - b
+    if not np.any(d):
+        return 1.0
+    r = S.permutation_test((a, b), lambda x, y, axis: np.mean(x - y, axis=axis), permutation_type="samples",
+                           n_resamples=np.inf, alternative="two-sided", vectorized=True)
+    return float(min(1.0, r.pvalue))
+
+
+def holm(pvalues, alpha: float = ALPHA) -> list[float]:
+    """Holm's step-down adjusted p-values of one family of claims (statsmodels' multipletests): a claim
+    holds at family-wise error alpha when its adjusted p is below alpha."""
+    from statsmodels.stats.multitest import multipletests
+
+    p = np.asarray(pvalues, dtype=np.float64)
+    if len(p) == 0:
+        return []
+    return [float(x) for x in multipletests(p, alpha=alpha, method="holm")[1]]
+
+
+def mde_paired(sd: float, n: int, alpha: float = ALPHA, power: float = POWER) -> float:
+    """The minimal detectable effect of a two-sided paired t-test: the smallest mean difference that n
+    seeds whose differences have standard deviation sd detect with the given power at level alpha
+    (statsmodels' TTestPower, solved for the standardised effect, times sd). NaN below 2 seeds."""
+    from statsmodels.stats.power import TTestPower
+
+    if n < 2 or not np.isfinite(sd):
+        return math.nan
+    if sd == 0:
+        return 0.0
+    d = TTestPower().solve_power(effect_size=None, nobs=n, alpha=alpha, power=power, alternative="two-sided")
+    return float(np.asarray(d).ravel()[0] * sd)  # statsmodels returns a 1-element array for some inputs
+
+
+def seeds_needed(sd: float, effect: float, alpha: float = ALPHA, power: float = POWER, most: int = 1000) -> int:
+    """The fewest seeds (at least 2) whose paired t-test detects `effect` at level alpha with the given
+    power when the per-seed differences have standard deviation sd (statsmodels' TTestPower)."""
+    if effect <= 0:
+        raise ValueError("seeds_needed: the effect to detect must be positive")
+    n = 2
+    while n < most and mde_paired(sd, n, alpha, power) > effect:
+        n += 1
+    return n
+
+
+def paired(a, b, lower_is_better: bool = True, alpha: float = ALPHA, permutation_from: int = 5) -> dict:
+    """Claim 'a beats b' over matched seeds: the paired t-test of the per-seed differences a - b (effect,
+    its 95% interval, two-sided p), the exact sign-flip p from `permutation_from` seeds on, and the
+    minimal detectable effect at 80% power and level alpha. The verdict comes later, from the p adjusted
+    within the claim's family (`holm`)."""
+    a, b = _values(a), _values(b)
+    if a.shape != b.shape:
+        raise ValueError(f"paired test needs matched values, got {len(a)} and {len(b)}")
+    d = a - b
+    n = len(d)
+    if np.ptp(d) == 0:  # every seed the same difference (scipy: NaN): exact
+        e = float(d[0])
+        r = {"effect": e, "low": e, "high": e, "statistic": math.copysign(math.inf, e) if e else 0.0,
+             "df": float(n - 1), "p": 0.0 if e else 1.0}
+    else:
+        r = paired_t(a, b)
+    sd = float(np.std(d, ddof=1)) if n > 1 else math.nan
+    return r | {"test": "paired t", "n": n, "sd": sd, "lower_is_better": lower_is_better,
+                "p_perm": sign_flip_p(a, b) if n >= permutation_from else math.nan,
+                "mde": mde_paired(sd, n, alpha)}
+
+
+def gehan_scores(time, reached) -> np.ndarray:
+    """Gehan's scores of right-censored times (Gehan 1965): for each run, how many runs it certainly
+    outlasted minus how many certainly outlasted it. A run that reached the level at t certainly took
+    longer than one that reached it before t; a run censored at c (never reached it by c) certainly took
+    longer than one that reached it at or before c; two censored runs, or a censored run against a later
+    event, are undetermined (0). Written here: neither scipy nor statsmodels has the scores themselves."""
+    t, e = np.asarray(time, dtype=np.float64), np.asarray(reached, dtype=bool)
+    longer = ((t[:, None] > t[None, :]) & e[None, :]) | ((t[:, None] >= t[None, :]) & ~e[:, None] & e[None, :])
+    return longer.sum(1).astype(np.float64) - longer.sum(0).astype(np.float64)
+
+
+def censored_paired(time_a, reached_a, time_b, reached_b) -> dict:
+    """Claim 'a reaches the level in fewer steps than b' over matched seeds, with censoring: Gehan's scores
+    of all 2n runs pooled, and the exact sign-flip permutation test of the per-seed score differences
+    (a's label swapped with b's within a seed). Two-sided p; effect: the mean score difference (below 0: a
+    faster); how many runs of each reached the level."""
+    ta, tb = np.asarray(time_a, dtype=np.float64), np.asarray(time_b, dtype=np.float64)
+    ea, eb = np.asarray(reached_a, dtype=bool), np.asarray(reached_b, dtype=bool)
+    if not (ta.shape == tb.shape == ea.shape == eb.shape):
+        raise ValueError("censored_paired needs matched seeds")
+    n = len(ta)
+    s = gehan_scores(np.concatenate([ta, tb]), np.concatenate([ea, eb]))
+    d = s[:n] - s[n:]
+    p = sign_flip_p(d, np.zeros(n)) if n else math.nan
+    return {"test": "paired Gehan, exact sign-flip", "n": n, "effect": float(d.mean()) if n else math.nan,
+            "p": p, "reached_a": int(ea.sum()), "reached_b": int(eb.sum()), "min_p": 2.0 / 2**n if n else math.nan}

@@ -11,6 +11,8 @@ rule evaluate:
         config=resolved("evaluate"),
     log:
         "logs/evaluate/{experiment}.log",
+    benchmark:
+        "logs/benchmarks/evaluate/{experiment}.tsv"  # job-seconds per stage: benchmarks/job_seconds.py
     threads: THREADS
     resources:
         **job_resources("evaluate"),
@@ -34,6 +36,8 @@ rule curve:
         config=resolved("sample", "evaluate"),
     log:
         "logs/curve/{experiment}.log",
+    benchmark:
+        "logs/benchmarks/curve/{experiment}.tsv"  # job-seconds per stage: benchmarks/job_seconds.py
     threads: THREADS
     resources:
         **job_resources("curve"),

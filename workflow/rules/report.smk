@@ -41,3 +41,24 @@ rule audit:
         "../envs/ctcoupling.yaml"
     shell:
         "{params.cmd} audit --params {params.file} 2> {log}"
+
+
+rule pilot:
+    """The pilot's rules applied to its runs (params with a `pilot` section: params/pilot.yaml)."""
+    input:
+        L.pilot_deps(PARAMS),
+    output:
+        L.PILOT_MD,
+    params:
+        cmd=CMD,
+        file=PARAMS_FILE,
+        pilot=json.dumps(PARAMS.get("pilot"), sort_keys=True),
+    log:
+        "logs/pilot.log",
+    threads: 1
+    resources:
+        **job_resources("report"),
+    conda:
+        "../envs/ctcoupling.yaml"
+    shell:
+        "{params.cmd} pilot --params {params.file} 2> {log}"

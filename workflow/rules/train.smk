@@ -16,6 +16,8 @@ rule train:
         config=resolved(*P.TRAIN_SECTIONS),
     log:
         "logs/train/{experiment}.log",
+    benchmark:
+        "logs/benchmarks/train/{experiment}.tsv"  # job-seconds per stage: benchmarks/job_seconds.py
     threads: lambda w: L.job_threads(PARAMS, processes(w))
     resources:
         **job_resources("train"),
@@ -40,6 +42,8 @@ rule sample:
         config=resolved("sample"),
     log:
         "logs/sample/{experiment}.log",
+    benchmark:
+        "logs/benchmarks/sample/{experiment}.tsv"  # job-seconds per stage: benchmarks/job_seconds.py
     threads: THREADS
     resources:
         **job_resources("sample"),
