@@ -156,8 +156,6 @@ def _cmd_pilot(a):
 
     params = _setup(a.params)
     if "pilot" not in params:
-        from .errors import UserError
-
         raise UserError(f"{a.params}: no `pilot` section; the pilot's params are params/pilot.yaml")
     stages.pilot(params, a.params)
 

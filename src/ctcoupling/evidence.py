@@ -227,10 +227,9 @@ def theory_seed_claims(records: dict[str, list[dict]], ev: dict | None = None,
             family.append({"data set": ds, "claim": claim, "question": claim, "metric": key, "seeds": list(range(len(v))),
                            "higher": not lower, "endpoint": "final", "effect": m, "low": lo, "high": hi, "p": r["p"],
                            "sd": r["sd"], "n": r["n"], "reference": math.nan, "a": f"{m:.3g} [{_fmt(lo)}, {_fmt(hi)}]",
-                           "per seed": ", ".join(f"{x:.3g}" for x in v), "key": key, "note": note})
+                           "per seed": ", ".join(f"{x:.3g}" for x in v), "values": v, "key": key, "note": note})
         for row in correct(family, ev):
-            side = int(((np.array([float(x) for x in row["per seed"].split(", ")]) < 0) if not row["higher"]
-                        else (np.array([float(x) for x in row["per seed"].split(", ")]) > 0)).sum())
+            side = int(((row["values"] > 0) if row["higher"] else (row["values"] < 0)).sum())
             diag = "" if row["verdict"] == "holds" else (_theory_diagnosis(row["key"], recs)
                                                          or f"{side} of {row['n']} seeds on the claim's side of 0")
             out.append({"data set": ds, "claim": row["claim"], "metric": row["key"], "seeds": str(row["n"]),
@@ -683,8 +682,7 @@ def protocol_rows(rows: list[dict]) -> list[dict]:
         out.append({"data set": r["data set"], "question": r["question"], "metric": r["metric"],
                     "seeds": len(r.get("seeds") or []), "a": r.get("value a", "–"), "b": r.get("value b", "–"),
                     "effect a - b [95% CI]": _effect_text(r), "test": r.get("test", "–"), "p": _p(r.get("p")),
-                    "p sign-flip": _p(r.get("p_perm")), f"p adj. ({'Holm' if r.get('m', 1) > 1 else 'm = 1'})":
-                    f"{_p(r.get('p adj'))} (m = {r.get('m', 0)})", "verdict": r.get("verdict", "not tested"),
+                    "p sign-flip": _p(r.get("p_perm")), "p adj. (Holm)": f"{_p(r.get('p adj'))} (m = {r.get('m', 0)})", "verdict": r.get("verdict", "not tested"),
                     "smallest detectable effect": _mde_text(r) or "–", "runs not flat": _flat_text(r)})
     return out
 

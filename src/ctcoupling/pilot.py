@@ -196,10 +196,8 @@ def check(suite: list, pilot_runs: list, schedule: dict, knobs: dict, seeds: dic
 
 
 def _table(rows: list[dict]) -> str:
-    def fmt(v):
-        return "–" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.3g}" if isinstance(v, float) else v
-
-    return E.markdown_table([{k: fmt(v) for k, v in r.items()} for r in rows])
+    return E.markdown_table([{k: "–" if v is None else E._fmt(v) if isinstance(v, float) else v for k, v in r.items()}
+                             for r in rows])
 
 
 def markdown(source: str, suite_source: str, spec: dict, ev: dict, schedule: dict, knobs: dict,
