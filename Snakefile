@@ -27,4 +27,5 @@ onsuccess:
     # dvc.yaml is the one `ctcoupling dag` writes for this run's params.
     if Path(".dvc").is_dir() and Path("dvc.yaml").is_file() and \
             Path("dvc.yaml").read_text() == L.dvc_yaml(P.load(PARAMS_FILE), PARAMS_FILE):
-        shell("dvc commit --force --quiet")
+        with L.mtimes_kept():  # or the next Snakemake run would redo the jobs whose inputs DVC rewrote
+            shell("dvc commit --force --quiet")

@@ -233,3 +233,16 @@ def test_theory_seeds_need_their_runs_and_the_cli_seed_must_be_one_of_them(tmp_p
     p = ctc("theory", "--params", f, "--dataset", "two_gaussians", "--seed", "3", cwd=tmp_path, check=False)
     assert p.returncode == 2 and "Traceback" not in p.stderr
     assert "--seed 3 is not in theory.seeds ([0])" in p.stderr and not (tmp_path / "runs").exists()
+
+
+def test_the_sampler_ablation_trains_once_as_its_base_runs():
+    """default.yaml's ic_paired / ot_paired differ from ic / ot only in the sampler: each copies their run,
+    and in the DAG its train stage depends on that run's training outputs."""
+    from ctcoupling import pipeline
+
+    params = P.load(ROOT / "params/default.yaml")
+    twins = P.trained_by(params)
+    assert twins == {f"digits-ict-{c}_paired-s{s}": f"digits-ict-{c}-s{s}" for c in ("ic", "ot") for s in range(3)}
+    stage = {s.name: s for s in pipeline.stages(params, "params/default.yaml")}["train-digits-ict-ot_paired-s1"]
+    assert {pipeline.run_file("digits-ict-ot-s1", n) for n in pipeline.TRAIN_OUTS} <= set(stage.deps)
+    assert P.trained_by(P.load(ROOT / "params/smoke.yaml")) == {}

@@ -339,3 +339,37 @@ def test_training_draws_each_example_once_per_epoch_and_replacement_stays_an_opt
     oracle = torch.Generator().manual_seed(config["seed"] + 1)  # the batch generator's uniform draws
     for k in range(3):
         assert torch.equal(run.minibatch(x, 2, step=k)[0], x[torch.randint(6, (2,), generator=oracle)])
+
+
+def test_a_run_with_another_runs_training_settings_copies_it_bit_for_bit(tmp_path):
+    """ic_paired differs from ic only in its sampler: `P.trained_by` maps it to ic, whose run it copies;
+    the copy equals training it (checkpoint, snapshots, DVCLive log, train.json), and it needs ic's run."""
+    import yaml
+
+    def params(dest, couplings):
+        write_params(dest / "p.yaml", train=dict(steps=300, batch=64, snapshot_every=100))
+        p = yaml.safe_load((dest / "p.yaml").read_text())
+        p["grid"] = [{"dataset": ["two_gaussians"], "objective": ["ict"], "coupling": couplings, "seed": [0]}]
+        p["couplings"]["ic_paired"] = {"kind": "ic"}
+        p.setdefault("overrides", {})["paired"] = {"match": {"coupling": ["ic_paired"]},
+                                                   "set": {"sample": {"ot_pairing": True}}}
+        (dest / "p.yaml").write_text(yaml.safe_dump(p, sort_keys=False))
+        ctc("prepare", "--params", "p.yaml", "--dataset", "two_gaussians", cwd=dest)
+        return P.load(dest / "p.yaml")
+
+    a, b = tmp_path / "a", tmp_path / "b"
+    a.mkdir(), b.mkdir()
+    assert P.trained_by(params(a, ["ic", "ic_paired"])) == {"two_gaussians-ict-ic_paired-s0": "two_gaussians-ict-ic-s0"}
+    assert P.trained_by(params(b, ["ic_paired"])) == {}
+    train = ["train", "--params", "p.yaml", "--quiet", "--experiment"]
+    missing = ctc(*train, "two_gaussians-ict-ic_paired-s0", cwd=a, check=False)
+    assert missing.returncode != 0 and "run `ctcoupling train --experiment two_gaussians-ict-ic-s0` first" in missing.stderr
+    assert "Traceback" not in missing.stderr and not (a / "runs/two_gaussians-ict-ic_paired-s0/model.pt").exists()
+    ctc(*train, "two_gaussians-ict-ic-s0", cwd=a)
+    copied = ctc(*train, "two_gaussians-ict-ic_paired-s0", cwd=a)
+    assert "as two_gaussians-ict-ic-s0" in copied.stderr
+    ctc(*train, "two_gaussians-ict-ic_paired-s0", cwd=b)  # no twin here: trained
+    run_a, run_b = a / "runs/two_gaussians-ict-ic_paired-s0", b / "runs/two_gaussians-ict-ic_paired-s0"
+    for f in ("model.pt", "snapshots.pt", "train.json"):
+        assert _sha(run_a / f) == _sha(run_b / f), f
+    assert _tree_sha(run_a / "dvclive") == _tree_sha(run_b / "dvclive")

@@ -1,4 +1,5 @@
 """Real Snakemake and DVC runs of the smoke params: one DAG, deterministic, idempotent, exact params."""
+import os
 import re
 import shutil
 import sys
@@ -108,6 +109,8 @@ def test_snakemake_results_are_dvcs_shared_through_a_remote_and_rerun_only_on_ch
     ctc("dag", "--params", SMOKE, cwd=project)
     _snakemake(project)
     assert _status(project) == set()
+    again = _snakemake(project, dry=True)  # `dvc commit` at its end rewrote the files, their mtimes kept
+    assert "Nothing to be done" in again.stdout + again.stderr, again.stdout[-2000:]
 
     run(["dvc", "remote", "add", "-d", "store", str(tmp_path / "remote")], project)
     run(["dvc", "push", "-q"], project)
@@ -177,3 +180,16 @@ def test_dvc_repro_reruns_exactly_what_a_params_change_touches(project):
     params["sample"]["seed_offset"] = 77
     (project / SMOKE).write_text(yaml.safe_dump(params, sort_keys=False))
     assert _status(project) == {f"{s}-{n}" for n in names for s in ("sample", "curve")}
+
+
+def test_mtimes_kept_restores_what_a_rewrite_changed(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "runs/a").mkdir(parents=True)
+    older, newer = tmp_path / "runs/a/model.pt", tmp_path / "runs/a/eval.json"
+    older.write_text("m"), newer.write_text("e")
+    os.utime(older, ns=(10**18, 10**18)), os.utime(newer, ns=(15 * 10**17, 15 * 10**17))
+    with pipeline.mtimes_kept(("runs",)):
+        older.unlink()
+        older.write_text("m")  # as `dvc commit` puts a copy back: now the newest file
+        assert older.stat().st_mtime_ns > newer.stat().st_mtime_ns
+    assert older.stat().st_mtime_ns == 10**18 and newer.stat().st_mtime_ns == 15 * 10**17

@@ -90,7 +90,7 @@ def vct_fig1(data: np.ndarray, runs: list[dict], n: int = 512) -> bytes:
     for row, r in zip(axes, runs):
         for ax, name in zip(row, ("IC", "VC")):
             x = r["samples"][name]
-            _mode_panel(ax, data, x, n, f"1-step samples ({name})")
+            _mode_panel(ax, data, x, n, "1-step samples (the column's coupling: IC, VC)")
             title = f"{name}, seed {r['seed']}: measured between-mode fraction {r['between_modes'][name]:.1%}"
             if name == "VC":
                 title += f"\nVC posterior mode accuracy {r['mode_accuracy']:.3f}"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import itertools
+import json
 import math
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -423,6 +424,21 @@ def train_config(exp: Experiment) -> dict:
     """The settings training reads (stored in model.pt): not the sample or evaluate sections, so that
     changing those neither re-trains nor changes the checkpoint."""
     return {k: v for k, v in exp.config.items() if k in TRAIN_SECTIONS}
+
+
+def trained_by(params: dict) -> dict[str, str]:
+    """Experiments whose training is another's, bit for bit: the same train_config (data set, seed,
+    objective, coupling, networks, train), differing only in how they are sampled or scored (the
+    sampler ablation's ic_paired and ot_paired are ic and ot re-sampled). Each maps to the first such
+    experiment in grid order, whose run it copies instead of training again (stages.train)."""
+    first, out = {}, {}
+    for e in experiments(params):
+        key = json.dumps(train_config(e), sort_keys=True, default=str)
+        if key in first:
+            out[e.name] = first[key]
+        else:
+            first[key] = e.name
+    return out
 
 
 def experiment(params: dict, name: str, source: str = "params") -> Experiment:

@@ -9,6 +9,9 @@ dvc.yaml from here, and a test checks that the committed dvc.yaml is current.
 """
 from __future__ import annotations
 
+import contextlib
+import os
+
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -29,6 +32,19 @@ def data_npz(ds: str) -> str:
 
 def data_manifest(ds: str) -> str:
     return f"{DATA_DIR}/{ds}.json"
+
+
+@contextlib.contextmanager
+def mtimes_kept(roots: tuple[str, ...] = (DATA_DIR, RUNS_DIR, ANALYSIS_DIR)):
+    """Every file under `roots` keeps the modification time it had before the block. For `dvc commit`
+    after a Snakemake run: DVC moves each output into its cache and puts a copy back, in its own order,
+    which leaves inputs newer than the outputs made from them, and the next Snakemake run would redo
+    every job downstream of them although nothing changed."""
+    before = {p: p.stat().st_mtime_ns for root in roots for p in Path(root).rglob("*") if p.is_file()}
+    yield
+    for p, ns in before.items():
+        if p.is_file():
+            os.utime(p, ns=(ns, ns))
 
 
 def run_file(exp: str, name: str) -> str:
@@ -316,6 +332,12 @@ def checkpoint_inputs(config: dict) -> list[str]:
     return out
 
 
+def trainer_inputs(trained_by: dict[str, str], name: str) -> list[str]:
+    """A run trained as another (P.trained_by) copies that run's training: its outputs are inputs."""
+    trainer = trained_by.get(name)
+    return [run_file(trainer, n) for n in TRAIN_OUTS] if trainer else []
+
+
 def train_cmd(config: dict) -> str:
     """The launcher of a train job: the plain command, or torchrun with train.gpus processes."""
     gpus = config["train"]["gpus"]
@@ -357,9 +379,10 @@ def stages(params: dict, params_path: str) -> list[Stage]:
                          deps=[data_npz(ds)] + code_deps("classifier"), outs=[classifier_file(ds), classifier_record(ds)],
                          params=P.stage_param_keys(params, "classifier", ds)))
     evals = []
+    trained_by = P.trained_by(params)
     for e in P.experiments(params):
         x = e.name
-        init = checkpoint_inputs(e.config)
+        init = checkpoint_inputs(e.config) + trainer_inputs(trained_by, x)
         out.append(Stage(f"train-{x}", f"{train_cmd(e.config)} train --params {params_path} --experiment {x}",
                          deps=[data_npz(e.dataset)] + init + code_deps("train"), outs=[run_file(x, n) for n in TRAIN_OUTS],
                          metrics=[run_file(x, n) for n in TRAIN_METRICS],

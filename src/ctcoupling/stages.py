@@ -69,6 +69,9 @@ def train(params: dict, name: str, source: str, progress: bool = True, resume: b
 
     exp = P.experiment(params, name, source)
     config = P.train_config(exp)
+    trainer = P.trained_by(params).get(name)
+    if trainer:
+        return _copy_training(params, exp, trainer)
     d = data.load_prepared(data_npz(exp.dataset))
     state_path = Path(run_file(name, "train_state.pt"))
     rank, _ = training.distributed()
@@ -89,17 +92,45 @@ def train(params: dict, name: str, source: str, progress: bool = True, resume: b
     trainlog.write_dvclive(log, run_file(name, trainlog.DVCLIVE_DIR))
     artifacts.write_torch(run_file(name, "snapshots.pt"), {"config": config, "data_shape": ckpt["data_shape"],
                                                            "snapshots": snapshots})
-    inputs = [data_npz(exp.dataset)] + checkpoint_inputs(exp.config)
-    artifacts.write_json(run_file(name, "train.json"), {
-        "experiment": name,
-        "final_loss": log[-1]["loss"],
-        "parameters": sum(v.numel() for k, v in ckpt["model"].items() if not k.endswith("resample_filter")),
-        "provenance": _provenance("train", {"experiment": config, "overrides": list(exp.overrides),
-                                                     "threads": params["threads"]}, inputs),
-    })
+    _train_record(params, exp, log[-1]["loss"],
+                  sum(v.numel() for k, v in ckpt["model"].items() if not k.endswith("resample_filter")))
     state_path.unlink(missing_ok=True)  # the run is complete; its final weights are in model.pt
     steps = exp.config["train"]["steps"]
     _say(f"trained {name}: {steps} steps in {wall_s:.1f} s ({steps / wall_s:.1f} it/s), final loss {log[-1]['loss']:.4g}")
+
+
+def _train_record(params: dict, exp: P.Experiment, final_loss: float, parameters: int) -> None:
+    inputs = [data_npz(exp.dataset)] + checkpoint_inputs(exp.config)
+    artifacts.write_json(run_file(exp.name, "train.json"), {
+        "experiment": exp.name,
+        "final_loss": final_loss,
+        "parameters": parameters,
+        "provenance": _provenance("train", {"experiment": P.train_config(exp), "overrides": list(exp.overrides),
+                                            "threads": params["threads"]}, inputs),
+    })
+
+
+def _copy_training(params: dict, exp: P.Experiment, trainer: str) -> None:
+    """A run whose training is `trainer`'s bit for bit (P.trained_by): its checkpoint, snapshots and
+    training log copied, and its own train.json, the bytes training it again would write."""
+    import os
+    import shutil
+
+    from .trainlog import DVCLIVE_DIR
+
+    if os.environ.get("RANK", "0") != "0":  # under torchrun: rank 0 copies
+        return
+    record = Path(run_file(trainer, "train.json"))
+    if not record.is_file():
+        raise UserError(f"{record}: not found; {exp.name} is trained as {trainer} (the same training "
+                        f"settings): run `ctcoupling train --experiment {trainer}` first")
+    for f in ("model.pt", "snapshots.pt"):
+        artifacts.write_bytes(run_file(exp.name, f), Path(run_file(trainer, f)).read_bytes())
+    with artifacts.atomic_dir(run_file(exp.name, DVCLIVE_DIR)) as tmp:
+        shutil.copytree(run_file(trainer, DVCLIVE_DIR), tmp, dirs_exist_ok=True)
+    done = json.loads(record.read_text())
+    _train_record(params, exp, done["final_loss"], done["parameters"])
+    _say(f"trained {exp.name} as {trainer} (the same training settings, bit for bit): its run copied")
 
 
 def load_checkpoint(path: str) -> dict:

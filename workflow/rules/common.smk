@@ -23,6 +23,7 @@ validate(PARAMS, "../schemas/params.schema.yaml", set_default=False)
 P.validate(PARAMS, PARAMS_FILE)  # cross-checks the names the grid uses
 
 EXPERIMENTS = {e.name: e for e in P.experiments(PARAMS)}
+TRAINED_BY = P.trained_by(PARAMS)
 THREADS = PARAMS["threads"]
 CMD = L.CMD
 ALL_OUTPUTS = L.all_outputs(PARAMS)
@@ -38,8 +39,9 @@ def experiment_data(wildcards):
 
 
 def experiment_init(wildcards):
-    """Checkpoints a run starts from (ECT's init, GC's frozen predictor): inputs like the data."""
-    return L.checkpoint_inputs(EXPERIMENTS[wildcards.experiment].config)
+    """Checkpoints a run starts from (ECT's init, GC's frozen predictor): inputs like the data; and a
+    run trained as another (the same training settings) copies that run's training."""
+    return L.checkpoint_inputs(EXPERIMENTS[wildcards.experiment].config) + L.trainer_inputs(TRAINED_BY, wildcards.experiment)
 
 
 def resolved(*sections):

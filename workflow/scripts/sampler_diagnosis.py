@@ -1,0 +1,98 @@
+"""Why a coupling loses on an image set: its runs' final EMA models re-sampled three ways and scored
+on the classifier's FID, with paired tests against IC.
+
+    python workflow/scripts/sampler_diagnosis.py [--params params/default.yaml] [--dataset digits]
+
+For each (coupling, seed) of the primary grid (`evidence.primary`), the final checkpoint of
+runs/DATASET-OBJECTIVE-COUPLING-sSEED/model.pt is sampled with
+  1 step        one network evaluation from sigma_max,
+  2 steps       the suite's sampler (`sample.t_mid`, fresh independent noise at the second step),
+  2 re-paired   the same, the fresh noise re-paired to the first step's outputs by OT (sony/vct),
+from the same noise as the sample stage (seed + sample.seed_offset, `evaluate.curve.n` samples), and
+scored like the curve stage (FID on the data set's classifier features). Each coupling's per-seed
+difference from IC under each sampler is tested with the suite's paired t (ctcoupling.stats.paired).
+It separates the sampler's share of a gap (absent at 1 step) from the trained model's. Exploratory: it
+decides no claim (analysis/claims.md decides them, on the suite's own sampler); it is the measurement
+docs/evidence.md quotes for the digits claims that do not hold. Needs a finished `make run`; prints a
+Markdown table; reads runs/, writes nothing.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "src"))
+
+SAMPLERS = {"1 step": ([], False), "2 steps": (None, False), "2 re-paired": (None, True)}
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], epilog=__doc__.split("\n\n", 1)[1],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--params", default="params/default.yaml")
+    ap.add_argument("--dataset", default="digits")
+    a = ap.parse_args(argv)
+
+    import numpy as np
+    import torch
+
+    from ctcoupling import data, fidelity, sampling, stats, training
+    from ctcoupling import params as P
+    from ctcoupling.classifier import EXTRACTOR
+    from ctcoupling.errors import UserError
+    from ctcoupling.stages import classifier_file, data_npz, load_checkpoint, run_file
+
+    params = P.load(a.params)
+    torch.set_num_threads(params["threads"])
+    ev = params["evidence"]
+    objective = ev["primary"]["objective"]
+    couplings = ["ic"] + sorted({c[k] for c in ev["primary"]["claims"] for k in ("a", "b") if k in c} - {"ic"},
+                                key=list(params["couplings"]).index)
+    exps = {(e.coupling, e.seed): e for e in P.experiments(params)
+            if e.dataset == a.dataset and e.objective == objective and e.coupling in couplings}
+    seeds = sorted({s for c, s in exps if c == "ic"} - set(ev["pilot_seeds"]))
+    prepared = data.load_prepared(data_npz(a.dataset))
+    fid = {}
+    for c in couplings:
+        for s in seeds:
+            e = exps.get((c, s))
+            if e is None:
+                raise UserError(f"{a.params}: no {a.dataset}-{objective}-{c}-s{s} in the grid")
+            spec, fs = e.config["sample"], e.config["evaluate"]["fidelity"]
+            if fs["features"] != "classifier":
+                raise UserError(f"{a.params}: {e.name} is not scored on a classifier (evaluate.fidelity.features)")
+            ref = fidelity.reference_uint8(prepared[f"x_{fs['reference']}"])
+            ckpt = load_checkpoint(run_file(e.name, "model.pt"))
+            model, encoder = training.load_model(ckpt, True), training.load_encoder(ckpt, True)
+            for label, (t_mid, pair) in SAMPLERS.items():
+                x = sampling.generate(model, e.config["evaluate"]["curve"]["n"], tuple(ckpt["data_shape"]),
+                                      spec["batch"], e.seed + spec["seed_offset"],
+                                      spec["t_mid"] if t_mid is None else t_mid, False, "cpu", encoder, pair,
+                                      spec.get("labels", "balanced")).numpy()
+                fid[c, s, label] = fidelity.compute(
+                    data.to_uint8(x), ref, EXTRACTOR, classifier_file(a.dataset), fidelity.cache_dir(),
+                    f"{a.dataset}-{fs['reference']}", ["fid"], fs["batch"], "cpu")["fid"]
+            print(f"{e.name}: " + ", ".join(f"{k} {fid[c, s, k]:.3f}" for k in SAMPLERS), file=sys.stderr)
+
+    print(f"{a.dataset}, {objective}, final EMA checkpoints of seeds {', '.join(map(str, seeds))}: FID on the "
+          f"classifier's features (lower is better); coupling - IC: paired mean [95% CI], paired t p (unadjusted)\n")
+    print("| coupling | " + " | ".join(f"{k}: FID" for k in SAMPLERS) + " | "
+          + " | ".join(f"{k}: - IC" for k in SAMPLERS) + " |")
+    print("|---" * (1 + 2 * len(SAMPLERS)) + "|")
+    for c in couplings:
+        vals = {k: np.array([fid[c, s, k] for s in seeds]) for k in SAMPLERS}
+        cells = [f"{v.mean():.3f} +- {v.std(ddof=1):.3f}" for v in vals.values()]
+        for k in SAMPLERS:
+            if c == "ic":
+                cells.append("–")
+                continue
+            r = stats.paired(vals[k], np.array([fid["ic", s, k] for s in seeds]), permutation_from=len(seeds) + 1)
+            cells.append(f"{r['effect']:+.3f} [{r['low']:+.3f}, {r['high']:+.3f}], p {r['p']:.2g}")
+        print(f"| {c} | " + " | ".join(cells) + " |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
