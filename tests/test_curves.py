@@ -184,3 +184,32 @@ def test_underflow_floor_leaves_rounding_level_discrepancies_out():
     assert got == pytest.approx(math.log(0.5))  # only t = 1; without the floor t = 0.02's log(3.6e8) would dominate
     unfloored = evidence._theory_numbers(rec)["log R~_VC / R~_IC exact (mean over t)"][0]
     assert unfloored == pytest.approx((math.log(1e-19 / 2.8e-28) + math.log(0.5)) / 2)
+
+
+def test_kl_scale_trade_off_is_a_corrected_family_and_says_which_kl_scale_gives_both():
+    """VCT Fig. 1's two claims per kl_scale, paired with IC on the test seeds and Holm within the family;
+    kl_decisions names the kl_scale whose two claims both hold."""
+    rng = np.random.default_rng(0)
+    rows = []
+    for s in range(5):
+        rows.append({"dataset": "d", "objective": "ict", "coupling": "ic", "seed": s, "w2": 1.0,
+                     "between_modes": 0.10 + 0.001 * s})
+        for c, acc, bm in (("vc_kl1", 0.95, 0.30), ("vc_kl30", 0.9, 0.02)):
+            rows.append({"dataset": "d", "objective": "ict", "coupling": c, "seed": s, "w2": 1.0,
+                         "mode_accuracy": acc + 0.01 * rng.standard_normal(),
+                         "between_modes": bm + 0.001 * rng.standard_normal(),
+                         "aggregate_var_min": 0.5, "aggregate_var_max": 0.6, "posterior_kl": 1.0})
+    results = pd.DataFrame(rows)
+    couplings = {"ic": {"kind": "ic"}, "vc_kl1": {"kind": "vc", "kl_scale": 1}, "vc_kl30": {"kind": "vc", "kl_scale": 30}}
+    sec = evidence.secondary_claims(results, results.assign(step=1), couplings, EV)
+    kl = [r for r in sec if r["topic"] == "kl"]
+    assert len(kl) == 4 and {r["family"] for r in kl} == {"exploratory kl, d"} and all(r["m"] == 4 for r in kl)
+    verdict = {(r["a"], r["metric"]): r["verdict"] for r in kl}
+    assert verdict == {("vc_kl1", "between_modes"): "contradicted", ("vc_kl1", "mode_accuracy"): "holds",
+                       ("vc_kl30", "between_modes"): "holds", ("vc_kl30", "mode_accuracy"): "holds"}
+    (_, text), = evidence.kl_decisions(results, {**couplings, "vc": couplings["vc_kl30"]}, sec)
+    assert "kl_scale 30 gives both claims" in text
+    a = results[results.coupling == "vc_kl30"].sort_values("seed")["between_modes"].to_numpy()
+    b = results[results.coupling == "ic"].sort_values("seed")["between_modes"].to_numpy()
+    row = next(r for r in kl if r["a"] == "vc_kl30" and r["metric"] == "between_modes")
+    assert row["p"] == pytest.approx(S.ttest_rel(a, b).pvalue)
