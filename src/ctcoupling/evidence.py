@@ -656,12 +656,9 @@ def secondary_claims(results: pd.DataFrame, curves: pd.DataFrame, couplings: dic
             if {a, b} <= have:
                 add("speed", ds, {"question": f"{_question(a, b, 'steps')} ({obj})", "a": a, "b": b,
                                   "endpoint": "steps"}, obj, seeds)
-    for (ds, obj), _ in results.groupby(["dataset", "objective"], sort=False):
-        r = results[(results.dataset == ds) & (results.objective == obj)]
-        seeds = sorted(set(int(s) for s in r.seed) - set(ev["pilot_seeds"]))
         for name, k in P.kl_values(couplings).items():  # VC's kl_scale trade-off (VCT Fig. 1's two claims)
-            g = r[r.coupling == name]
-            if "ic" not in set(r.coupling) or g.empty or g.get("mode_accuracy", pd.Series(dtype=float)).isna().all() \
+            g = results[(results.dataset == ds) & (results.objective == obj) & (results.coupling == name)]
+            if "ic" not in have or g.empty or g.get("mode_accuracy", pd.Series(dtype=float)).isna().all() \
                     or g.get("between_modes", pd.Series(dtype=float)).isna().all():
                 continue
             add("kl", ds, {"question": f"kl_scale {k:g}: fewer 1-step samples between the modes than IC ({obj})",
