@@ -319,19 +319,20 @@ def _train(tmp_path, name, objective="ict", steps=12, **coupling):
     return training.train(exp.config, x, progress=False)[:2]
 
 
-def test_gc_with_mu_zero_reproduces_ic_bitwise(tmp_path):
-    ic, _ = _train(tmp_path, "ic")
-    gc, log = _train(tmp_path, "gc", mu=0.0)
+@pytest.mark.parametrize("objective", ["ict", "sct"])
+def test_gc_with_mu_zero_reproduces_ic_bitwise(tmp_path, objective):
+    ic, _ = _train(tmp_path, "ic", objective)
+    gc, log = _train(tmp_path, "gc", objective, mu=0.0)
     for k in ic["model"]:
         assert torch.equal(ic["model"][k], gc["model"][k]), k
     assert all(r["gc_fraction"] == 0.0 for r in log)
-    gc_half, _ = _train(tmp_path, "gc", mu=0.5)
+    gc_half, _ = _train(tmp_path, "gc", objective, mu=0.5)
     assert any(not torch.equal(ic["model"][k], gc_half["model"][k]) for k in ic["model"])
 
 
 @pytest.mark.parametrize("name", ["ot", "vc", "gc", "vcgc"])
-def test_every_coupling_trains_with_both_objectives(tmp_path, name):
-    for obj in ("ict", "ect"):
+def test_every_coupling_trains_with_every_objective(tmp_path, name):
+    for obj in ("ict", "ect", "sct"):
         ckpt, log = _train(tmp_path, name, objective=obj, steps=6)
         assert all(np.isfinite(r["loss"]) for r in log)
         assert ("encoder" in ckpt) == (name in ("vc", "vcgc"))

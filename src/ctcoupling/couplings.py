@@ -256,7 +256,7 @@ class GeneratorCoupling:
 
     def __call__(self, x, eps, lower, ctx: Context) -> Pair:
         pair = self.inner(x, eps, lower, ctx)
-        sigma = lower.clamp(min=ctx.kernel.sigma_min)
+        sigma = lower if ctx.kernel.kind == "trigflow" else lower.clamp(min=ctx.kernel.sigma_min)  # TrigFlow: t > 0
         with torch.no_grad():
             x_hat = self.predictor(ctx.kernel.perturb(x, sigma, pair.z), sigma, *label_args(ctx.labels))
             if self.prediction_range is not None:

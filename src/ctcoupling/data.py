@@ -35,15 +35,27 @@ TOY_SOURCES = ("two_gaussians", "eight_gaussians", "checkerboard")
 # Toy 2-D sets, in roughly [-1, 1]^2 like the scaled images.
 
 
-def toy_2d(source: str, n: int, rng: np.random.Generator, std: float = 0.05) -> np.ndarray:
-    """n points of a named toy distribution, float32 of shape (n, 2)."""
+def mixture_means(source: str) -> np.ndarray | None:
+    """The component means of a Gaussian-mixture toy source (equal weights), None for another source."""
     if source == "two_gaussians":  # VCT Fig. 1: means (0, 0.5) and (0, -0.5)
-        means = np.array([[0.0, 0.5], [0.0, -0.5]])
-        return (means[rng.integers(0, 2, n)] + std * rng.standard_normal((n, 2))).astype(np.float32)
+        return np.array([[0.0, 0.5], [0.0, -0.5]])
     if source == "eight_gaussians":
         angles = 2 * np.pi * np.arange(8) / 8
-        means = 0.8 * np.stack([np.cos(angles), np.sin(angles)], 1)
-        return (means[rng.integers(0, 8, n)] + std * rng.standard_normal((n, 2))).astype(np.float32)
+        return 0.8 * np.stack([np.cos(angles), np.sin(angles)], 1)
+    return None
+
+
+def mixture(spec: dict) -> tuple[np.ndarray, float] | None:
+    """(means, std) of a data set that is a Gaussian mixture (its exact denoiser is closed-form), else None."""
+    means = mixture_means(spec["source"])
+    return None if means is None else (means, float(spec.get("std", 0.05)))
+
+
+def toy_2d(source: str, n: int, rng: np.random.Generator, std: float = 0.05) -> np.ndarray:
+    """n points of a named toy distribution, float32 of shape (n, 2)."""
+    means = mixture_means(source)
+    if means is not None:
+        return (means[rng.integers(0, len(means), n)] + std * rng.standard_normal((n, 2))).astype(np.float32)
     if source == "checkerboard":  # 4x4 board on [-1, 1]^2, the 8 cells where (row + col) is even
         cells = np.array([(i, j) for i in range(4) for j in range(4) if (i + j) % 2 == 0])
         pick = cells[rng.integers(0, len(cells), n)]

@@ -27,7 +27,8 @@ from torch.nn import functional as F
 def normalize(x: torch.Tensor, dim=None, eps: float = 1e-4) -> torch.Tensor:
     """x scaled to unit mean square over `dim` (all but the first by default), eps-regularised."""
     dim = list(range(1, x.ndim)) if dim is None else dim
-    norm = torch.linalg.vector_norm(x, dim=dim, keepdim=True, dtype=torch.float32)
+    # at least float32 (EDM2: the norm of bf16 activations in float32); float64 stays float64 (sCT's tests)
+    norm = torch.linalg.vector_norm(x, dim=dim, keepdim=True, dtype=torch.promote_types(x.dtype, torch.float32))
     norm = torch.add(eps, norm, alpha=math.sqrt(norm.numel() / x.numel()))
     return x / norm.to(x.dtype)
 
@@ -71,7 +72,8 @@ class MPFourier(nn.Module):
         self.register_buffer("phases", 2 * math.pi * torch.rand(num_channels))
 
     def forward(self, c_noise: torch.Tensor) -> torch.Tensor:
-        y = torch.outer(c_noise.float(), self.freqs.float()) + self.phases.float()
+        wide = torch.promote_types(c_noise.dtype, torch.float32)  # float32, or float64 for float64 input
+        y = torch.outer(c_noise.to(wide), self.freqs.to(wide)) + self.phases.to(wide)
         return (y.cos() * math.sqrt(2)).to(c_noise.dtype)
 
 

@@ -311,7 +311,8 @@ def claim_sections(primary_rows: list[dict], secondary_rows: list[dict]) -> dict
             "speed": [r for r in primary_rows if r["endpoint"] == "steps"]
             + [r for r in secondary_rows if r.get("topic") == "speed"],
             "mu": [r for r in secondary_rows if r.get("topic") == "mu"],
-            "ablations": [r for r in secondary_rows if r.get("topic") == "ablations"]}
+            "ablations": [r for r in secondary_rows if r.get("topic") == "ablations"],
+            "sct": [r for r in secondary_rows if r.get("topic") == "continuous"]}
 
 
 def kl_decisions(results: pd.DataFrame, couplings: dict, claims: list[dict] = ()) -> list[tuple[pd.DataFrame, str]]:
@@ -401,7 +402,14 @@ def claims_markdown(results: pd.DataFrame, curves: pd.DataFrame, couplings: dict
         text += ("## Convergence of the runs\n\nEach (data set, objective, coupling) once: how many of its runs "
                  "pass the flatness test, and the change the fitted line implies over the last window "
                  "(analysis/curves_*.png shows the curves).\n\n" + markdown_table(conv) + "\n")
-    if sec:
+    cont = [r for r in sec if r.get("topic") == "continuous"]
+    if cont:
+        text += ("## Continuous-time CT against its oracle (pre-registered)\n\nsCT with each coupling against "
+                 "sCD-exact, the same network distilled from the data's exact probability-flow velocity (the "
+                 "quantity sCT estimates from one pair), and each coupling's sCT against IC's; one family per data "
+                 "set (params `evidence.continuous`), Holm within it, paired by seed.\n\n"
+                 + markdown_table(protocol_rows(cont)) + "\n")
+    if any(r.get("topic") != "continuous" for r in sec):
         text += ("## Exploratory claims\n\nNot pre-registered: one family per topic and data set, Holm within "
                  "it. Read them as leads, not findings.\n\n")
         for topic, title in TOPICS.items():
@@ -629,6 +637,33 @@ def _question(a: str, b: str, endpoint: str = "final") -> str:
             else f"{LABEL.get(a, a)} beats {LABEL.get(b, b)}")
 
 
+def continuous_claims(results: pd.DataFrame, curves: pd.DataFrame, ev: dict) -> list[dict]:
+    """The pre-registered continuous-time family of each data set (params `evidence.continuous`): the
+    oracle (sCD-exact, distilled from the data's exact velocity) beats sCT with every coupling, and
+    each coupling's sCT beats sCT with IC; paired by seed across the two objectives, Holm within the
+    data set's family. Only the test seeds count."""
+    spec = ev.get("continuous")
+    if not spec:
+        return []
+    obj, oracle = spec["objective"], spec["oracle"]
+    frame = results.assign(coupling=results.objective + "/" + results.coupling, objective="-")
+    cur = curves.assign(coupling=curves.objective + "/" + curves.coupling, objective="-")
+    out = []
+    for ds in spec["datasets"]:
+        if ds not in set(results.dataset):
+            continue
+        seeds = sorted(set(int(s) for s in results[results.dataset == ds].seed) - set(ev["pilot_seeds"]))
+        have = set(frame[frame.dataset == ds].coupling)
+        claims = [{"question": f"sCD-exact (the oracle) beats sCT-{LABEL.get(c, c)}", "a": f"{oracle}/ic",
+                   "b": f"{obj}/{c}"} for c in spec["couplings"]]
+        claims += [{"question": f"sCT-{LABEL.get(c, c)} beats sCT-IC", "a": f"{obj}/{c}", "b": f"{obj}/ic"}
+                   for c in spec["couplings"] if c != "ic"]
+        family = [measure_claim(c, ds, "-", frame, cur, ev, seeds) | {"topic": "continuous", "objective": obj}
+                  for c in claims if {c["a"], c["b"]} <= have]
+        out += [r | {"family": f"pre-registered continuous-time, {ds}"} for r in correct(family, ev)]
+    return out
+
+
 def secondary_claims(results: pd.DataFrame, curves: pd.DataFrame, couplings: dict, ev: dict,
                      ablations: list[dict] = ()) -> list[dict]:
     """Every other comparison, exploratory: one family per (topic, data set), each Holm-corrected within
@@ -637,6 +672,9 @@ def secondary_claims(results: pd.DataFrame, curves: pd.DataFrame, couplings: dic
     spec = ev["primary"]
     primary_keys = {(ds, spec["objective"], c["a"], c.get("b"), c.get("endpoint", "final"))
                     for ds in spec["datasets"] for c in spec["claims"] if ds in c.get("datasets", [ds])}
+    cont = ev.get("continuous") or {}
+    primary_keys |= {(ds, cont["objective"], c, "ic", "final") for ds in cont.get("datasets", ())
+                     for c in cont["couplings"]}  # decided in the continuous-time family
     families: dict[tuple, list[dict]] = {}
 
     def add(topic, ds, claim, obj, seeds=None, frame=None):
@@ -676,7 +714,7 @@ def secondary_claims(results: pd.DataFrame, curves: pd.DataFrame, couplings: dic
                           "a": f"{ab['objective']}/{ab['coupling']}", "b": f"{ab['ref_objective']}/{ab['ref_coupling']}"},
                          ds, "-", frame, cur, ev, ab["seeds"])
         families.setdefault(("ablations", ds), []).append(row | {"topic": "ablations", "objective": ab["objective"]})
-    out = []
+    out = continuous_claims(results, curves, ev)
     for (topic, ds), rows in families.items():
         out += [r | {"family": f"exploratory {topic}, {ds}"} for r in correct(rows, ev)]
     return out

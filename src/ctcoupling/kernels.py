@@ -3,9 +3,12 @@
 VE (EDM, iCT, GC):  x_sigma = x + sigma z.
 LI (flow matching): x_t = (1 - t/sigma_max) x + t z, t in sigma units.
 f(x, sigma) = c_skip(sigma) x + c_out(sigma) F(c_in(sigma) x, c_noise(sigma)), f(x, sigma_min) = x.
+TrigFlow (sCT; trigflow.py): x_t = cos(t) x + sin(t) sigma_data z, t in radians; its time runs up to
+t_max = arctan(sigma_max / sigma_data), EDM's sigma_max in TrigFlow time (Lu & Song 2025, App. G.2).
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -20,20 +23,38 @@ class Kernel:
     rho: float = 7.0
 
     def __post_init__(self):
-        if self.kind not in ("ve", "li"):
+        if self.kind not in ("ve", "li", "trigflow"):
             raise ValueError(f"unknown kernel {self.kind!r}")
 
+    @property
+    def t_max(self) -> float:
+        """The time sampling starts from: sigma_max, or arctan(sigma_max / sigma_data) in TrigFlow."""
+        return math.atan(self.sigma_max / self.sigma_data) if self.kind == "trigflow" else self.sigma_max
+
+    def prior(self, z: torch.Tensor) -> torch.Tensor:
+        """The starting point of sampling from standard normal z: sigma_max z (VE, LI), sigma_data z
+        (TrigFlow: x_{t_max} ~ N(0, sigma_data^2 I), Lu & Song 2025 Sec. 3)."""
+        return (self.sigma_data if self.kind == "trigflow" else self.sigma_max) * z
+
     def alpha(self, sigma: torch.Tensor) -> torch.Tensor:
-        """Signal scale: 1 for VE, 1 - t/sigma_max for LI."""
+        """Signal scale: 1 for VE, 1 - t/sigma_max for LI, cos(t) for TrigFlow."""
+        if self.kind == "trigflow":
+            return torch.cos(sigma)
         return torch.ones_like(sigma) if self.kind == "ve" else 1 - sigma / self.sigma_max
 
+    def noise_scale(self, sigma: torch.Tensor) -> torch.Tensor:
+        """The standard normal noise's scale: sigma (VE, LI), sin(t) sigma_data (TrigFlow)."""
+        return torch.sin(sigma) * self.sigma_data if self.kind == "trigflow" else sigma
+
     def perturb(self, x: torch.Tensor, sigma: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-        """A point of the path at `sigma` (broadcast over x's trailing dims)."""
-        s = _bcast(sigma, x)
-        return _bcast(self.alpha(sigma), x) * x + s * z
+        """A point of the path at `sigma` from standard normal z (broadcast over x's trailing dims)."""
+        return _bcast(self.alpha(sigma), x) * x + _bcast(self.noise_scale(sigma), x) * z
 
     def velocity(self, x: torch.Tensor, sigma: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-        """Single-sample velocity d x_sigma / d sigma: z (VE), z - x/sigma_max (LI) (METHODS 6)."""
+        """Single-sample velocity d x_sigma / d sigma: z (VE), z - x/sigma_max (LI) (METHODS 6),
+        cos(t) sigma_data z - sin(t) x (TrigFlow, Lu & Song 2025 Alg. 1)."""
+        if self.kind == "trigflow":
+            return _bcast(torch.cos(sigma), x) * self.sigma_data * z - _bcast(torch.sin(sigma), x) * x
         return z if self.kind == "ve" else z - x / self.sigma_max
 
     def precond(self, sigma: torch.Tensor, boundary: bool = True):

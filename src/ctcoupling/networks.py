@@ -24,9 +24,10 @@ class PositionalEmbedding(nn.Module):
 
     def forward(self, c_noise: torch.Tensor) -> torch.Tensor:
         half = self.dim // 2
-        freqs = torch.arange(half, dtype=torch.float32, device=c_noise.device) / (half - int(self.endpoint))
+        wide = torch.promote_types(c_noise.dtype, torch.float32)  # float32, or float64 for float64 input
+        freqs = torch.arange(half, dtype=wide, device=c_noise.device) / (half - int(self.endpoint))
         freqs = (1 / self.max_positions) ** freqs
-        arg = c_noise.float()[:, None] * freqs[None] * self.scale  # the MLP scales c_noise into position units
+        arg = c_noise.to(wide)[:, None] * freqs[None] * self.scale  # the MLP scales c_noise into position units
         return torch.cat([arg.cos(), arg.sin()], dim=1)
 
 
@@ -194,7 +195,8 @@ class FourierEmbedding(nn.Module):
         self.register_buffer("freqs", torch.randn(dim // 2) * scale)
 
     def forward(self, c_noise: torch.Tensor) -> torch.Tensor:
-        arg = c_noise.float()[:, None] * (2 * math.pi * self.freqs)[None]
+        wide = torch.promote_types(c_noise.dtype, torch.float32)
+        arg = c_noise.to(wide)[:, None] * (2 * math.pi * self.freqs.to(wide))[None]
         return torch.cat([arg.cos(), arg.sin()], dim=1)
 
 

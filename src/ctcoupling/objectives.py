@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 import torch
 
+from . import trigflow
 from .couplings import Context, Pair
 from .edm2 import frozen_weights
 from .kernels import Kernel, label_args
@@ -62,20 +63,27 @@ def pseudo_huber(diff: torch.Tensor, c: float, per_element: bool = False) -> tor
     return torch.sqrt((flat**2).sum(1) + c**2) - c
 
 
-def paired_passes(model, x_student, s_student, x_teacher, s_teacher, labels=None):
-    """Student f(x_s, s) with gradient, teacher stopgrad f(x_t, t), both under one dropout mask and
-    on the same class labels; the teacher pass leaves the weights alone (EDM2's forced weight
-    normalisation off, as sony/vct models/ecm.py)."""
+def replayed_passes(model, student_pass, teacher_pass):
+    """(student_pass(), teacher_pass()): the student with gradient, then the stop-gradient teacher under
+    the student's dropout mask (the generator replayed), leaving the weights alone (EDM2's forced
+    weight normalisation off, as sony/vct models/ecm.py)."""
     cpu = torch.get_rng_state()
     cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None
-    extra = label_args(labels)
-    student = model(x_student, s_student, *extra)
+    student = student_pass()
     with torch.no_grad(), frozen_weights(model):
         torch.set_rng_state(cpu)  # replay: the teacher pass draws the student's dropout mask
         if cuda is not None:
             torch.cuda.set_rng_state_all(cuda)
-        teacher = model(x_teacher, s_teacher, *extra)
+        teacher = teacher_pass()
     return student, teacher
+
+
+def paired_passes(model, x_student, s_student, x_teacher, s_teacher, labels=None):
+    """Student f(x_s, s) with gradient, teacher stopgrad f(x_t, t), both under one dropout mask and
+    on the same class labels (replayed_passes)."""
+    extra = label_args(labels)
+    return replayed_passes(model, lambda: model(x_student, s_student, *extra),
+                           lambda: model(x_teacher, s_teacher, *extra))
 
 
 class ICTLoss(Objective):
@@ -218,9 +226,83 @@ class ECTLoss(Objective):
                 f"q^-(stage+1) = {self.q ** -(s + 1):.4g}" for s in range(self.n_stages)]
 
 
-def build(spec: dict, total_steps: int):
-    """An objective from its params spec (`objectives.<name>`)."""
+class SCTLoss(Objective):
+    """Continuous-time consistency training (sCT) in TrigFlow, or with an exact `teacher` velocity
+    v(x_t, t) in place of the pair's, sCD-exact (trigflow.py; Lu & Song 2025 Alg. 1).
+
+    t ~ arctan(e^tau / sd), tau ~ N(P_mean, P_std^2). The coupling gets the standard normal noise and
+    t, and returns the pair (x_0, z) in standard units; the path uses sd z. GC's predicted endpoint is
+    the stop-gradient f(x_t, t) at the sampled t, and x_t and dx_t/dt are rebuilt from the replaced
+    pair (the generator-augmented flow). The student pass F(x_t, t) carries the gradient (to the
+    encoder too, through x_t, as the discrete objectives' student); F- and its JVP are stop-gradient
+    and see the student's dropout mask. VC's beta is kl_scale / D: the adaptive weighting holds each
+    sample's consistency term near 1 (App. D), so the KL is weighed per dimension."""
+
+    def __init__(self, kernel: Kernel, total_steps: int, P_mean: float = -1.0, P_std: float = 1.4,
+                 tangent_c: float = 0.1, warmup_steps: int = 10000, teacher=None):
+        if kernel.kind != "trigflow":
+            raise ValueError(f"sCT needs a trigflow kernel, got {kernel.kind!r}")
+        self.kernel, self.total_steps = kernel, total_steps
+        self.P_mean, self.P_std, self.tangent_c, self.warmup_steps = P_mean, P_std, tangent_c, warmup_steps
+        self.teacher = teacher
+
+    def sample_times(self, n: int, step: int, rng: BatchRNG) -> tuple[torch.Tensor]:
+        return (trigflow.proposal_times(self.P_mean + self.P_std * rng.randn(n), self.kernel.sigma_data),)
+
+    def velocity(self, x0: torch.Tensor, z: torch.Tensor, x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """dx_t/dt: the pair's cos t sd z - sin t x_0 (sCT), or the teacher's exact v(x_t, t) (sCD-exact)."""
+        if self.teacher is None:
+            return self.kernel.velocity(x0, t, z)
+        return self.teacher(x_t, t)
+
+    def targets(self, model, draws: Draws, coupling):
+        """(F with gradient, logvar, g before normalisation, x_t, F-, the pair) of a step (Alg. 1)."""
+        x, step, (t,) = draws.x, draws.step, draws.times
+        extra = label_args(draws.y)
+        pair: Pair = coupling(x, draws.eps, t, Context(step, self.kernel, 1.0 / x[0].numel(), draws.y))
+        x_t = self.kernel.perturb(pair.x, t, pair.z)
+        fixed = x_t.detach()
+        v = self.velocity(pair.x, pair.z, fixed, t).detach()
+        with trigflow.forward_mode_attention():  # the student in the JVP's attention form too
+            (F, logvar), (F_minus, jvp_out) = replayed_passes(
+                model, lambda: model(x_t, t, *extra, output="train"),
+                lambda: trigflow.jvp_passes(model, fixed, t, v, draws.y))
+        r = trigflow.warmup(step, self.warmup_steps)
+        g = trigflow.tangent_target(F_minus, jvp_out, fixed, v, t, self.kernel.sigma_data, r)
+        return F, logvar, g, fixed, F_minus, pair
+
+    def loss(self, model, draws: Draws, coupling):
+        F, logvar, g, _, F_minus, pair = self.targets(model, draws, coupling)
+        g_norm = g.reshape(len(g), -1).norm(dim=1)
+        loss = trigflow.sct_loss(F, F_minus, trigflow.normalize_tangent(g, self.tangent_c), logvar)
+        if pair.extra_loss is not None:
+            loss = loss + pair.extra_loss
+        return loss, {"r": trigflow.warmup(draws.step, self.warmup_steps), "g_norm": g_norm.mean(),
+                      "logvar": logvar.detach().mean(), **pair.stats}
+
+    def summary(self) -> list[str]:
+        H = self.warmup_steps
+        lines = [f"t = arctan(exp(tau) / {self.kernel.sigma_data:g}), tau ~ N({self.P_mean:g}, {self.P_std:g}^2); "
+                 f"sampling from t_max = {self.kernel.t_max:.5f}",
+                 f"tangent warm-up r = min(1, step / {H}): " + (
+                     f"reaches 1 at step {H}" if H and H < self.total_steps else
+                     f"r = {trigflow.warmup(self.total_steps, H):.3g} at the last step" if H else "none (r = 1)"),
+                 f"tangent normalisation g / (||g|| + {self.tangent_c:g})" if self.tangent_c else "no tangent normalisation",
+                 "teacher: exact velocity (sCD-exact)" if self.teacher is not None else "velocity: the pair's (sCT)"]
+        return lines
+
+
+TRIGFLOW = ("sct", "scd_exact")  # the objectives of TrigFlow models (training.build_model)
+
+
+def build(spec: dict, total_steps: int, teacher=None):
+    """An objective from its params spec (`objectives.<name>`); `teacher`: sCD-exact's exact velocity."""
     kernel = Kernel(**spec["kernel"])
+    if spec["kind"] in TRIGFLOW:
+        if spec["kind"] == "scd_exact" and teacher is None:
+            raise ValueError("scd_exact needs its exact teacher (trigflow.mixture_teacher_or_empirical)")
+        return SCTLoss(kernel, total_steps, spec["P_mean"], spec["P_std"], spec["tangent_c"], spec["warmup_steps"],
+                       teacher if spec["kind"] == "scd_exact" else None)
     if spec["kind"] == "ict":
         return ICTLoss(kernel, total_steps, spec["s0"], spec["s1"], spec["P_mean"], spec["P_std"],
                        spec["huber_c"], spec["huber_per_element"])

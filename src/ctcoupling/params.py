@@ -32,13 +32,18 @@ SECTIONS = ("objective", "coupling", "network", "train", "sample", "evaluate")
 _GC_KEYS = ("mu", "mu_ramp_steps", "predictor", "checkpoint", "prediction_range")
 COUPLING_KEYS = {"ic": ("kind",), "ot": ("kind", "scope"), "vc": ("kind", "encoder", "kl_scale"),
                  "gc": ("kind",) + _GC_KEYS, "vcgc": ("kind", "encoder", "kl_scale") + _GC_KEYS}
+_SCT_KEYS = ("kind", "kernel", "P_mean", "P_std", "tangent_c", "warmup_steps", "c_noise_scale", "logvar_channels")
 OBJECTIVE_KEYS = {"ict": ("kind", "kernel", "s0", "s1", "P_mean", "P_std", "huber_c", "huber_per_element"),
                   "ect": ("kind", "kernel", "P_mean", "P_std", "q", "k", "b", "n_stages", "huber_c", "weighting",
-                          "form")}
+                          "form"),
+                  "sct": _SCT_KEYS, "scd_exact": _SCT_KEYS + ("teacher",)}
 
 # Optional settings and their values when a params file leaves them out (the schema describes each).
 DEFAULTS = {
-    "objective": {"ect": {"form": "boundary"}},
+    "objective": {"ect": {"form": "boundary"},
+                  "sct": {"tangent_c": 0.1, "warmup_steps": 10000, "c_noise_scale": 1.0, "logvar_channels": 128},
+                  "scd_exact": {"tangent_c": 0.1, "warmup_steps": 10000, "c_noise_scale": 1.0, "logvar_channels": 128,
+                                "teacher": "auto"}},
     "coupling": {"ot": {"scope": "global"}, "gc": {"mu_ramp_steps": 0, "prediction_range": None},
                  "vcgc": {"mu_ramp_steps": 0, "prediction_range": None}},
     "train": {"hflip": False, "ema_warmup": None, "ema_update_every": 1, "nonfinite_grad": "abort",
@@ -220,7 +225,10 @@ def _check_order(e: Experiment, source: str) -> None:
         return f"{source}: key '{k}' of experiment {e.name}"
 
     kernel, obj = c["objective"]["kernel"], c["objective"]
-    if not kernel["sigma_min"] < kernel["sigma_max"]:
+    trig = kernel.get("kind") == "trigflow"  # TrigFlow time runs over (0, arctan(sigma_max / sigma_data))
+    lo, hi = (0.0, math.atan(kernel["sigma_max"] / kernel["sigma_data"])) if trig else (kernel["sigma_min"],
+                                                                                        kernel["sigma_max"])
+    if not trig and not kernel["sigma_min"] < kernel["sigma_max"]:
         raise UserError(f"{key(f'objectives.{e.objective}.kernel')}: sigma_min {kernel['sigma_min']:g} must be "
                         f"below sigma_max {kernel['sigma_max']:g}")
     if obj["kind"] == "ict" and obj["s0"] > obj["s1"]:
@@ -239,8 +247,10 @@ def _check_order(e: Experiment, source: str) -> None:
         raise UserError(f"{key('sample.t_mid')}: {len(sample['t_mid'])} times for {sample['steps']} steps "
                         "(give steps - 1 intermediate times)")
     if any(b >= a for a, b in zip(sample["t_mid"], sample["t_mid"][1:])) or any(
-            not kernel["sigma_min"] < t < kernel["sigma_max"] for t in sample["t_mid"]):
-        raise UserError(f"{key('sample.t_mid')}: times must decrease and stay between sigma_min and sigma_max")
+            not lo < t < hi for t in sample["t_mid"]):
+        raise UserError(f"{key('sample.t_mid')}: times must decrease and stay between " + (
+            f"0 and t_max = arctan(sigma_max / sigma_data) = {hi:.4f} (TrigFlow time; the paper's 2-step: [1.1])"
+            if trig else "sigma_min and sigma_max"))
 
 
 @lru_cache(maxsize=1)

@@ -2,7 +2,9 @@
 
 1 step: x = f(sigma_max z, sigma_max). Multi-step: then, for each t in t_mid (decreasing),
 x = f(kernel(x, t, n), t) with fresh noise n; with a VC encoder, n = mu(x) + s(x) eps is drawn
-from its posterior at the current sample.
+from its posterior at the current sample. TrigFlow (sCT): x = f(sigma_data z, t_max) with
+t_max = arctan(sigma_max / sigma_data), then the same steps at t_mid in TrigFlow time (the paper's
+2-step sampler: t_mid = [1.1]; Lu & Song 2025 Sec. 5.2, App. G.2).
 """
 from __future__ import annotations
 
@@ -41,7 +43,7 @@ def multistep(model: ConsistencyModel, z: torch.Tensor, t_mid=(), generator: tor
     `labels`: each sample's class (a class-conditional model), kept through every step."""
     kernel = model.kernel
     n = len(z)
-    x = model(kernel.sigma_max * z, torch.full((n,), kernel.sigma_max, device=z.device), labels)
+    x = model(kernel.prior(z), torch.full((n,), kernel.t_max, device=z.device), labels)
     for t in t_mid:
         noise = torch.randn(z.shape, generator=generator).to(z.device)
         if encoder is not None:

@@ -80,7 +80,8 @@ def train(params: dict, name: str, source: str, progress: bool = True, resume: b
     t0 = time.perf_counter()
     try:
         x = d["x_train"] if d["x_train"].dtype == np.uint8 else data.to_model_space(d["x_train"])  # uint8: per batch
-        ckpt, log, snapshots = training.train(config, x, state_path, resume, progress, device, on_log, d.get("y_train"))
+        ckpt, log, snapshots = training.train(config, x, state_path, resume, progress, device, on_log, d.get("y_train"),
+                                              exact_teacher(params, exp, d))
     finally:
         if on_log:
             on_log.close()
@@ -97,6 +98,19 @@ def train(params: dict, name: str, source: str, progress: bool = True, resume: b
     state_path.unlink(missing_ok=True)  # the run is complete; its final weights are in model.pt
     steps = exp.config["train"]["steps"]
     _say(f"trained {name}: {steps} steps in {wall_s:.1f} s ({steps / wall_s:.1f} it/s), final loss {log[-1]['loss']:.4g}")
+
+
+def exact_teacher(params: dict, exp: P.Experiment, prepared: dict):
+    """sCD-exact's teacher: the exact velocity of the data set's Gaussian mixture, or of its training
+    set (`objective.teacher`); None for another objective."""
+    from . import trigflow
+
+    spec = exp.config["objective"]
+    if spec["kind"] != "scd_exact":
+        return None
+    x = data.to_model_space(prepared["x_train"])
+    return trigflow.mixture_teacher_or_empirical(data.mixture(params["datasets"][exp.dataset]), x,
+                                                 spec["kernel"]["sigma_data"], spec["teacher"])
 
 
 def _train_record(params: dict, exp: P.Experiment, final_loss: float, parameters: int) -> None:

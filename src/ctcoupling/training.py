@@ -28,10 +28,14 @@ from .kernels import ConsistencyModel, Kernel
 from .objectives import Draws
 from .pipeline import TORCHRUN
 from .randomness import BatchRNG, EpochSampler
+from .trigflow import TrigFlowModel
 
 
-def build_model(config: dict, data_shape: tuple[int, ...]) -> ConsistencyModel:
+def build_model(config: dict, data_shape: tuple[int, ...]) -> ConsistencyModel | TrigFlowModel:
     net = networks.build(config["network"], data_shape)
+    spec = config["objective"]
+    if spec["kind"] in objectives.TRIGFLOW:
+        return TrigFlowModel(net, Kernel(**spec["kernel"]), spec["c_noise_scale"], spec["logvar_channels"])
     official_ect = config["objective"].get("form") == "official"  # EDM's precond in training (ECT)
     return ConsistencyModel(net, Kernel(**config["objective"]["kernel"]), boundary_in_training=not official_ect)
 
@@ -59,7 +63,8 @@ class Run:
     """Everything one training run updates: the model and its EMA, VC's encoder and its EMA, the
     coupling, the optimiser, the objective and the per-sample generator."""
 
-    def __init__(self, config: dict, data_shape: tuple[int, ...], device: torch.device, rank: int = 0, world: int = 1):
+    def __init__(self, config: dict, data_shape: tuple[int, ...], device: torch.device, rank: int = 0, world: int = 1,
+                 teacher=None):
         seed, spec = config["seed"], config["train"]
         self.config, self.spec, self.world = config, spec, world
         torch.manual_seed(seed)  # initialisation (identical on every rank) and dropout
@@ -89,7 +94,7 @@ class Run:
         self.epochs: EpochSampler | None = None  # `minibatch: epoch`: made for the data set at the first draw
         # uint8 -> model space by table: exactly data.to_model_space's float32 values, on any kernel
         self.model_space = torch.from_numpy(to_model_space(np.arange(256, dtype=np.uint8)))
-        self.loss_fn = objectives.build(config["objective"], spec["steps"])
+        self.loss_fn = objectives.build(config["objective"], spec["steps"], teacher)  # teacher: sCD-exact's
         self.memory_format = torch.channels_last if spec.get("channels_last") else torch.contiguous_format
         for module in (self.model, self.ema, self.encoder, self.ema_encoder):
             if module is not None:
@@ -217,13 +222,14 @@ class Run:
 def train(config: dict, x_train: np.ndarray, state_path: str | Path | None = None, resume: bool = False,
           progress: bool = True, device: str | torch.device = "cpu",
           on_log: Callable[[dict], None] | None = None,
-          y_train: np.ndarray | None = None) -> tuple[dict, list[dict], list[dict]]:
+          y_train: np.ndarray | None = None, teacher=None) -> tuple[dict, list[dict], list[dict]]:
     """Train a consistency model on `x_train` (uint8 images, converted per minibatch, or points in model
     space), class-conditional on `y_train` (0-based
     labels) where the network has a label_dim. Returns (final checkpoint, per-step log, snapshots):
     the EMA weights every `train.snapshot_every` steps before the end, for the curve stage (the final
     ones are the checkpoint's, not stored twice). `on_log`: called on rank 0 with each logged row as
-    it is logged (a live view: trainlog.TensorBoardLog)."""
+    it is logged (a live view: trainlog.TensorBoardLog). `teacher`: the exact velocity v(x_t, t) of the
+    data (trigflow.mixture_teacher_or_empirical), which `objective: scd_exact` distils."""
     seed, spec = config["seed"], config["train"]
     labels = class_labels(config, y_train, len(x_train))
     rank, world = distributed()
@@ -235,7 +241,7 @@ def train(config: dict, x_train: np.ndarray, state_path: str | Path | None = Non
         raise UserError(f"train.batch = {spec['batch']} is not divisible by the {world} DDP ranks")
     device = torch.device(device)
     data = torch.from_numpy(x_train).to(device)
-    run = Run(config, tuple(data.shape[1:]), device, rank, world)
+    run = Run(config, tuple(data.shape[1:]), device, rank, world, teacher)
     log, start = [], 0
 
     state_path = Path(state_path) if state_path else None
