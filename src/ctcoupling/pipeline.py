@@ -283,14 +283,14 @@ SRC = "src/ctcoupling"
 CODE = {stage: ("artifacts.py", "portable.py") + modules for stage, modules in {
     "prepare": ("data.py", "imagesets.py"),
     "train": ("kernels.py", "networks.py", "edm2.py", "pretrained.py", "objectives.py", "couplings.py",
-              "assignment.py", "optim.py", "randomness.py", "training.py", "trainlog.py"),
+              "assignment.py", "optim.py", "randomness.py", "training.py", "trainlog.py", "trigflow.py"),
     "sample": ("kernels.py", "networks.py", "edm2.py", "sampling.py", "couplings.py",  # OT re-pairing
-               "assignment.py"),
+               "assignment.py", "trigflow.py"),
     "classifier": ("classifier.py",),
     "evaluate": ("kernels.py", "networks.py", "edm2.py", "couplings.py", "assignment.py", "metrics.py",
-                 "fidelity.py", "classifier.py", "sampling.py"),
+                 "fidelity.py", "classifier.py", "sampling.py", "trigflow.py"),
     "curve": ("kernels.py", "networks.py", "edm2.py", "sampling.py", "couplings.py", "assignment.py",
-              "metrics.py", "fidelity.py", "classifier.py", "curves.py"),
+              "metrics.py", "fidelity.py", "classifier.py", "curves.py", "trigflow.py"),
     "audit": ("audit.py", "official.py"),
     "theory": ("kernels.py", "networks.py", "edm2.py", "couplings.py", "assignment.py", "theory.py",
                "measurements.py", "figures.py"),

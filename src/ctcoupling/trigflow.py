@@ -172,22 +172,19 @@ class MixtureTeacher:
 
 class EmpiricalTeacher(MixtureTeacher):
     """The exact velocity of the finite data set {x_j} (the theory stage's ideal denoiser in TrigFlow
-    time): a mixture of point masses, s = 0, evaluated with a streaming log-sum-exp over the points
-    (theory.softmax_mean) so memory stays bounded."""
+    time): a mixture of point masses, s = 0, the softmax over every point of the set at once (a
+    training batch against the digits' 1500 points; tested against theory.ideal_denoiser)."""
 
     def __init__(self, data: torch.Tensor, sigma_data: float):
         super().__init__(data, 0.0, sigma_data)
 
     def denoise(self, x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        from .theory import softmax_mean
-
         x, t = x_t.double().reshape(len(x_t), -1), t.double().reshape(-1, 1)
         c, s2 = torch.cos(t), torch.sin(t) ** 2 * self.sigma_data**2
         m = self.means.to(x.device)
         # log p(j | x_t) = (cos t x_t . x_j - cos^2 t ||x_j||^2 / 2) / (sin^2 t sd^2) + const(x_t)
-        q = torch.cat([x * c / s2, -(c**2) / (2 * s2)], dim=1)
-        k = torch.cat([m, m.square().sum(1, keepdim=True)], dim=1)
-        return softmax_mean(q, k, torch.zeros(len(m), dtype=x.dtype, device=x.device), m).reshape(x_t.shape)
+        logits = (c * (x @ m.T) - c**2 * m.square().sum(1)[None] / 2) / s2
+        return (logits.softmax(1) @ m).reshape(x_t.shape)
 
 
 def mixture_teacher_or_empirical(mixture: tuple | None, data: torch.Tensor, sigma_data: float, kind: str = "auto"):
