@@ -9,11 +9,13 @@ from conftest import ROOT, ctc
 from ctcoupling import describe, training
 from ctcoupling import params as P
 
-ENCODERS = {"cifar10_ict.yaml": 1_562_246, "cifar10_ecm.yaml": 1_562_246,  # VCT's "small" encoder: ~1.56M
+ENCODERS = {"cifar10_ict.yaml": 1_562_246, "cifar10_ecm.yaml": 1_562_246, "cifar10_sct.yaml": 1_562_246,
+            # VCT's "small" encoder: ~1.56M
             "imagenet64_ecm_vc.yaml": 6_162_269}  # encoder_size=big on EDM2 (tests/test_networks.py)
 PRESETS = {  # preset -> parameters of the network its grid trains (the official code's counts)
     "cifar10_ict.yaml": 55_732_739,
     "cifar10_ecm.yaml": 55_732_739,
+    "cifar10_sct.yaml": 55_732_739,  # sCT's DDPM++ (Lu & Song 2025 App. G.1: Score-SDE's, as EDM's)
     "cifar10_gc_net.yaml": 34_711_811,
     "ffhq64_ecm.yaml": 61_804_419,
     "fashion_mnist_ict.yaml": None,  # sony/vct's README command (tests/test_official.py); no published count
@@ -146,3 +148,19 @@ def test_new_preset_runs_end_to_end_on_its_official_data_format(name, tmp_path, 
     assert fid["available"] and fid["fid_protocol"] == params["evaluate"]["fidelity"]["protocol"]
     assert [r["nfe"] for r in fid["runs"]] == params["evaluate"]["fidelity"]["steps"]
     assert all(np.isfinite(r["fid"]) for r in fid["runs"])
+
+
+def test_sct_imagenet64_preset_has_the_four_edm2_sizes_and_says_what_differs():
+    """EDM2's S / M / L / XL (NVlabs/edm2 training/networks_edm2.py at 192 / 256 / 320 / 384 channels:
+    280.2M / 497.8M / 777.5M / 1119.3M; sCM's Table 4 lists 777.6M / 1119.4M with its adaptive double
+    normalisation, which `describe` names), each mapped to its official run, whose only differing
+    setting is the unreleased teacher, with its reason."""
+    rows = describe.describe(P.load(ROOT / "params" / "imagenet64_sct.yaml"))
+    counts = {r["experiment"].split("-")[2]: r["network_parameters"] for r in rows}
+    assert counts == {"ic_s": 280_209_253, "ic_m": 497_803_045, "ic_l": 777_492_197, "ic_xl": 1_119_276_709}
+    for r in rows:
+        assert r["official"] == f"sct_imagenet64_{r['experiment'].split('-')[2][3:]}"
+        assert [d["key"] for d in r["deviations"]] == ["train.init"] and r["deviations"][0]["why"]
+        assert r["settings"]["sample"]["t_mid"] == [1.1] and r["settings"]["objective"]["P_std"] == 1.6
+    text = describe.text(rows, "imagenet64_sct.yaml")
+    assert "adaptive double normalisation" in text and "not stated" in text and "tangent warm-up" in text

@@ -194,3 +194,25 @@ def test_proposal_is_log_normal_on_sd_tan_t():
     t = trigflow.proposal_times(tau, SD)
     torch.testing.assert_close(torch.log(SD * torch.tan(t)), tau, rtol=1e-4, atol=1e-4)
     assert 0 < t.min() and t.max() < math.pi / 2
+
+
+class _ZeroNet(torch.nn.Module):
+    def forward(self, x, c_noise):
+        return torch.zeros_like(x)
+
+
+def test_continuous_discrepancy_is_the_ve_discrepancy_in_trigflow_time():
+    """x_t = cos t (x_0 + sd tan t z), so xdot - v* = (sd / cos t)(z - E[z | x_t]): the velocity gap is
+    sd^2 / cos^2 t times the theory stage's VE R~ at sigma = sd tan t (per draw, the same draws); with
+    F = 0, f = cos t x and the tangent gap is cos^2 t times the velocity gap."""
+    x = torch.from_numpy(data.toy_2d("checkerboard", 200, np.random.default_rng(1))).double()
+    model = trigflow.TrigFlowModel(_ZeroNet(), KERNEL, logvar_channels=0)
+    teacher = trigflow.EmpiricalTeacher(x, SD)
+    for tt in (0.1, 0.7, 1.3):
+        sigma = SD * math.tan(tt)
+        x0, z, _ = theory.draw_pairs(x, 512, torch.Generator().manual_seed(3))
+        proxy, weighted = theory.trigflow_tangent_gap(model, teacher, x0, z, tt)
+        x0, z, _ = theory.draw_pairs(x, 512, torch.Generator().manual_seed(3))
+        ve = theory.discrepancy_terms(x0, z, sigma, theory.marginal_velocity(x0 + sigma * z, sigma, x))
+        torch.testing.assert_close(proxy, SD**2 / math.cos(tt) ** 2 * ve / 2, rtol=1e-6, atol=1e-9)
+        torch.testing.assert_close(weighted, math.cos(tt) ** 2 * proxy, rtol=1e-5, atol=1e-7)

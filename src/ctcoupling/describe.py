@@ -25,6 +25,11 @@ def data_shape(params: dict, dataset: str) -> tuple[int, ...]:
     return _IMAGE_SHAPES[spec["source"]]
 
 
+def _NO_TEACHER(x_t, t):
+    """sCD-exact's teacher stands in for the data's exact velocity, which describe never evaluates."""
+    raise RuntimeError("describe does not train")
+
+
 def describe(params: dict, only: str | None = None) -> list[dict]:
     rows = []
     for e in P.experiments(params):
@@ -34,7 +39,7 @@ def describe(params: dict, only: str | None = None) -> list[dict]:
         with torch.device("meta"):  # counts without allocating 50M-parameter weights
             net = networks.build(e.config["network"], shape)
             enc = networks.build(e.config["encoder_network"], shape, out_mult=2) if "encoder_network" in e.config else None
-        obj = objectives.build(e.config["objective"], e.config["train"]["steps"])
+        obj = objectives.build(e.config["objective"], e.config["train"]["steps"], _NO_TEACHER)
         run = params.get("official", {}).get("runs", {}).get(e.coupling)
         why = params.get("official", {}).get("why", {})
         rows.append({

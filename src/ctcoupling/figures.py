@@ -262,6 +262,39 @@ def transport_figure(rows: list[dict], dataset: str, seed: int | None = None, n:
     return _png(fig)
 
 
+def continuous_discrepancy_figure(rows: list[dict], dataset: str, seed: int | None = None) -> bytes:
+    """sCT's tangent against its oracle's along TrigFlow time, per coupling: left the velocity gap
+    E||xdot - v*||^2 / D (no model), right the tangent gap E||J_f (xdot - v*)||^2 / D with the oracle's f;
+    sCD-exact is 0 by construction (its tangent uses v*), drawn as the line at 0 on a symlog axis.
+    Bands: +- 2 standard errors of the Monte Carlo mean."""
+    fig, axes = plt.subplots(1, 2, figsize=(13, 4.6), layout="constrained")
+    if not rows:
+        for ax in axes:
+            ax.text(0.5, 0.5, "no sCT and sCD-exact runs of this seed (params evidence.continuous)",
+                    ha="center", va="center", transform=ax.transAxes)
+            ax.set_axis_off()
+        return _png(fig)
+    for ax, key, ylabel in ((axes[0], "velocity_gap", "E||xdot_t - v*(x_t)||^2 / D"),
+                            (axes[1], "tangent_gap", "E||J_f(x_t) (xdot_t - v*(x_t))||^2 / D")):
+        top = 0.0
+        for c, name in enumerate(dict.fromkeys(r["coupling"] for r in rows)):
+            rs = [r for r in rows if r["coupling"] == name]
+            t, m, se = (np.array([r[k] for r in rs]) for k in ("t", key, f"{key}_se"))
+            ax.plot(t, m, "o-", ms=3, c=f"C{c}", label=f"sCT-{name}")
+            ax.fill_between(t, m - 2 * se, m + 2 * se, color=f"C{c}", alpha=0.15, lw=0)
+            top = max(top, float(np.max(m + 2 * se)))
+        ax.axhline(0, c="k", lw=1.2, label="sCD-exact (the oracle): 0")
+        small = min((r[key] for r in rows if r[key] > 0), default=1e-6)
+        ax.set_yscale("symlog", linthresh=max(small, top * 1e-6))
+        ax.set_ylim(bottom=0)  # a squared norm: nothing below the oracle's 0
+        ax.set(xlabel="TrigFlow time t = arctan(sigma / sigma_data)", ylabel=ylabel)
+        _legend_right(ax)
+    axes[0].set_title(f"{dataset}: pair velocity against the exact one" + (f", seed {seed}" if seed is not None else ""),
+                      fontsize=10)
+    axes[1].set_title("sCT's tangent minus the oracle's, through the oracle's f", fontsize=10)
+    return _png(fig)
+
+
 def theorem1_figure(rows: list[dict], dataset: str, seed: int | None = None) -> bytes:
     """Theorem 1 (alpha = 2): N^2 (L_CT - L_CD) converging to C T R(theta) as N grows, +- 2 s.e."""
     fig, ax = plt.subplots(figsize=(7.5, 4), layout="constrained")
@@ -287,10 +320,10 @@ METRIC_LABEL = {"w2": "W2 to held-out data", "fid": "FID (data set's classifier 
                 "energy": "energy distance to held-out data", "between_modes": "between-mode fraction, |x_2| < 0.25"}
 
 
-def _band(ax, b, color, label: str, marker: str = "o") -> None:
+def _band(ax, b, color, label: str, marker: str = "o", ls: str = "-") -> None:
     """The seed mean and, with 2 or more seeds, its bootstrap interval (`seed_band`'s rows) as a band."""
     seeds = int(b["seeds"].max())
-    ax.plot(b["step"], b["mean"], marker=marker, ms=3, c=color, label=f"{label} ({_seeds(seeds)})")
+    ax.plot(b["step"], b["mean"], marker=marker, ms=3, c=color, ls=ls, label=f"{label} ({_seeds(seeds)})")
     if seeds >= 2:
         ax.fill_between(b["step"], b["low"], b["high"], color=color, alpha=0.18, lw=0)
 
@@ -304,19 +337,26 @@ def _curve_axes(ax, metric: str, title: str, title_size: float | None = None) ->
         ax.set_yscale("log")
 
 
-def curves_figure(table, dataset: str, metrics: list[str], couplings: list[str]) -> bytes:
+def curves_figure(table, dataset: str, metrics: list[str], couplings: list[str],
+                  oracle: tuple[str, str] | None = None) -> bytes:
     """Metric vs training step per coupling on one data set, one column per metric, one row per
-    objective: the seed mean, and with 2+ seeds its 95% percentile-bootstrap band (`seed_interval`)."""
-    objectives = list(dict.fromkeys(table["objective"]))
+    objective: the seed mean, and with 2+ seeds its 95% percentile-bootstrap band (`seed_interval`).
+    `oracle` (objective, its oracle's objective): the oracle's IC run is drawn in that objective's row as
+    the black dashed reference (sCT per coupling against sCD-exact), not in a row of its own."""
+    objectives = [o for o in dict.fromkeys(table["objective"]) if not oracle or o != oracle[1]
+                  or oracle[0] not in set(table["objective"])]
     fig, axes = plt.subplots(len(objectives), len(metrics), figsize=(4.4 * len(metrics) + 2.4, 3.6 * len(objectives)),
                              squeeze=False, layout="constrained")
     for i, obj in enumerate(objectives):
         t = table[(table.objective == obj) & table.coupling.isin(couplings)]
+        ref = table[(table.objective == oracle[1]) & (table.coupling == "ic")] if oracle and obj == oracle[0] else None
         for j, metric in enumerate(metrics):
             ax = axes[i, j]
             for k, c in enumerate(x for x in couplings if x in set(t.coupling)):
                 _band(ax, seed_band(t[t.coupling == c], metric, ["coupling"]), _COLOR.get(c, f"C{5 + k}"), c.upper(),
                       _MARKER[couplings.index(c) % len(_MARKER)])
+            if ref is not None and not ref.empty:
+                _band(ax, seed_band(ref, metric, ["coupling"]), "k", f"{oracle[1]} (the oracle)", "", "--")
             _curve_axes(ax, metric, f"{dataset} / {obj}: {metric}")
         _legend_right(axes[i, -1])
     fig.suptitle(f"{dataset}: line = seed mean (seeds in the legend; 1 seed: line only)\n{BAND}", fontsize=8)

@@ -119,6 +119,27 @@ def theorem1(data: torch.Tensor, model, spec: dict, kernel: dict) -> list[dict]:
     return rows
 
 
+def continuous(data: torch.Tensor, runs: dict, oracle, teacher, spec: dict, ot_batch: int) -> list[dict]:
+    """Per coupling of the sCT runs and TrigFlow time t = arctan(sigma / sd) of each `theory.times` sigma:
+    sCT's tangent against the oracle's (theory.trigflow_tangent_gap), with f the oracle's model (the same
+    f for every coupling; sCD-exact's own gap is 0 by construction). VC's noise from the sCT VC run's
+    encoder, GC's endpoints (every pair, as the theory's gc_mu) from the sCT GC run's EMA model."""
+    stats = encoder_stats(runs, data)
+    sd = oracle.kernel.sigma_data
+    n, seed = spec["n"], spec["seed"]
+    rows = []
+    for c, (name, (pairs, _)) in enumerate(_couplings(data, runs, stats, spec, ot_batch).items()):
+        for i, sigma in enumerate(spec["times"]):
+            t = float(np.arctan(sigma / sd))
+            gen = torch.Generator().manual_seed(seed + 3000 + 100 * c + i)
+            x0, z = pairs(gen, n, torch.full((n,), t, dtype=data.dtype))
+            proxy, weighted = T.trigflow_tangent_gap(oracle, teacher, x0, z, t)
+            (m, se), (wm, wse) = T.mean_and_se(proxy), T.mean_and_se(weighted)
+            rows.append({"coupling": name, "sigma": sigma, "t": t, "velocity_gap": m, "velocity_gap_se": se,
+                         "tangent_gap": wm, "tangent_gap_se": wse})
+    return rows
+
+
 def _at(rows, coupling, key="estimator"):
     return {r["t"]: r[key] for r in rows if r["coupling"] == coupling}
 

@@ -103,6 +103,44 @@ def _edm2(prefix: str, channels: int, blocks: int) -> dict:
             f"{prefix}.dropout_res": 16}
 
 
+# sCT (Lu & Song, ICLR 2025, arXiv 2410.11081 v2; no code released): Alg. 1, Sec. 4, App. G.1-G.2, Tables 4
+# and 8. Every CM there starts from the authors' TrigFlow diffusion model of the same data (G.2: "we always
+# initialize the CM from the EMA parameters of the teacher diffusion model"), which is not released.
+SCT_TEACHER = "trigflow-teacher-not-released.pkl"
+_SCT = {"objective.kind": "sct", "objective.kernel.kind": "trigflow", "objective.kernel.sigma_max": 80.0,
+        "objective.kernel.sigma_data": 0.5, "objective.tangent_c": 0.1, "objective.warmup_steps": 10000,
+        "objective.c_noise_scale": 1.0, "objective.P_mean": -1.0, "train.grad_clip": None,
+        "train.init": File(SCT_TEACHER), "sample.steps": 2, "sample.t_mid": [1.1],
+        "evaluate.fidelity.protocol": "standard"}
+_SCT_UNSTATED = [
+    "architecture: the paper's networks add adaptive double normalisation (Sec. 4.1) and, on ImageNet, "
+    "positional time embeddings; the suite's SongUNet / EDM2 U-Net have neither (EDM2: MP-Fourier features of "
+    "c_noise = t)",
+    "not stated: the adaptive weighting's network w_phi (the suite: EDM2's MPFourier(128) + MPConv head), "
+    "sigma_data (implied 0.5 by EDM/EDM2), weight decay, gradient clipping, whether the JVP pass shares the "
+    "student's dropout mask (the suite: it does), the tangent norm's exact form (the suite: per-sample l2)",
+    "the teacher: every sCT number is fine-tuned from the authors' TrigFlow diffusion model (not released); "
+    "from scratch it is another run (train.init)"]
+
+
+def _sct_imagenet64(size: str, channels: int, lr: float, params_m: float) -> dict:
+    """sCT on ImageNet 64 at one EDM2 size (Table 4: batch 2048, Adam (0.9, 0.99), inverse-sqrt decay at
+    t_ref 35k, 400k iterations, dropout 45% at resolutions <= 16, proposal (-1.0, 1.6), EMA sigma_rel 0.05)."""
+    return {
+        "title": f"sCT ImageNet 64, class-conditional, EDM2-{size} ({params_m}M, Table 4)",
+        "source": "Lu & Song 2025 (arXiv 2410.11081 v2) App. G.1-G.2, Tables 4 and 8",
+        "settings": {**_SCT, "objective.P_std": 1.6, "network.kind": "edm2", "network.label_dim": 1000,
+                     "network.model_channels": channels, "network.channel_mult": [1, 2, 3, 4],
+                     "network.num_blocks": 3, "network.dropout": 0.45, "network.dropout_res": 16,
+                     "train.steps": 400000, "train.batch": 2048, "train.optimizer": "adam", "train.lr": lr,
+                     "train.betas": [0.9, 0.99], "train.lr_ref_steps": 35000,
+                     "train.ema_gamma": std_to_gamma(0.05), "train.ema_warmup": None},
+        "couplings": {"ic": {"coupling.kind": "ic"}},
+        "notes": ["Adam epsilon 1e-11 (Table 4) is not a setting of the suite's optimiser (torch's 1e-8)",
+                  "FP16 training with a flash-attention JVP (App. F); the suite: float32 or bf16, composite attention"]
+        + _SCT_UNSTATED}
+
+
 def _gc_run(title: str, configs: str, net: dict, steps: int, batch: int, lr: float, reference_n: int | None = None,
             notes: list[str] | None = None, ema_start: int = 0) -> dict:
     """A consistency_GC Table-1 run: iCT with Lion, its EMA (ema-pytorch 0.2.3 EMA(beta=0.9999,
@@ -187,6 +225,19 @@ RUNS = {
             "preprocessing are CelebA 64's (the same resolution), an assumption, not the official run",
             "data: the official LSUN church_outdoor_train lmdb, shorter side resized to 64 (LANCZOS) and "
             "center-cropped, as consistency_GC prepares CelebA"]),
+    "sct_cifar10": {
+        "title": "sCT CIFAR-10, unconditional, DDPM++ (Table 1)",
+        "source": "Lu & Song 2025 (arXiv 2410.11081 v2) Alg. 1, Sec. 4, App. G.1-G.2",
+        "settings": {**_SCT, "objective.P_std": 1.4, **_DDPMPP, **_net("network", 128, [2, 2, 2], 4, [16], 0.2),
+                     "train.batch": 512, "train.optimizer": "radam", "train.lr": 1e-4, "train.betas": [0.9, 0.99],
+                     "train.lr_ref_steps": None, "train.ema": 0.5 ** (512 / 500000), "train.ema_gamma": None,
+                     "train.ema_warmup": None},  # EMA half-life 0.5 Mimg at batch 512, per step
+        "couplings": {"ic": {"coupling.kind": "ic"}},
+        "notes": ["not stated: the iterations behind Table 1's 2.85 / 2.06 (the ablation of Table 3 runs "
+                  "400k at batch 128); the preset trains 400k"] + _SCT_UNSTATED,
+    },
+    **{f"sct_imagenet64_{size.lower()}": _sct_imagenet64(size, ch, lr, m) for size, ch, lr, m in (
+        ("S", 192, 1e-4, 280.2), ("M", 256, 9e-5, 497.8), ("L", 320, 8e-5, 777.6), ("XL", 384, 7e-5, 1119.4))},
     "vct_ecm_imagenet64": {
         "title": "VCT ECM-VC ImageNet 64, class-conditional, on EDM2-S (and its IC baseline)",
         "source": "sony/vct README.md (ECM-VC ImageNet 64x64 command), conf/network/edm2.yaml, "

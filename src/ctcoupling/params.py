@@ -507,6 +507,38 @@ def sweeps(params: dict) -> dict[str, list[tuple[str, str]]]:
 
 
 MAIN = ("ic", "ot", "vc", "gc", "vcgc")  # the coupling kinds, in the order tables and figures show them
+def continuous_spec(params: dict) -> dict | None:
+    """`evidence.continuous`, or where params have none (the smoke params) the one inferred from the grid:
+    the first objectives of kind sct and scd_exact, every coupling, every data set."""
+    spec = (params.get("evidence") or {}).get("continuous")
+    if spec:
+        return spec
+    kinds = {}
+    for e in experiments(params):
+        kinds.setdefault(e.config["objective"]["kind"], e.objective)
+    if not {"sct", "scd_exact"} <= set(kinds):
+        return None
+    return {"objective": kinds["sct"], "oracle": kinds["scd_exact"], "datasets": dataset_names(params),
+            "couplings": list(MAIN)}
+
+
+def continuous_runs(params: dict, dataset: str, seed: int) -> tuple["Experiment | None", dict[str, Experiment]]:
+    """(the oracle's run, {coupling kind: sCT run}) of `evidence.continuous` on a data set and seed: what
+    the theory stage measures the continuous-time discrepancy on; (None, {}) without them."""
+    spec = continuous_spec(params)
+    if not spec or dataset not in spec["datasets"]:
+        return None, {}
+    oracle, out = None, {}
+    for e in experiments(params):
+        if (e.dataset, e.seed) != (dataset, seed):
+            continue
+        if e.objective == spec["oracle"] and e.coupling == "ic":
+            oracle = e
+        elif e.objective == spec["objective"] and e.coupling in spec["couplings"]:
+            out[e.config["coupling"]["kind"]] = e
+    return (oracle, out) if oracle is not None and "ic" in out else (None, {})
+
+
 LABEL = {"ic": "IC", "ot": "OT", "vc": "VC", "gc": "GC", "vcgc": "VC+GC"}
 
 
@@ -585,7 +617,8 @@ def stage_param_keys(params: dict, stage: str, target: "str | Experiment") -> li
         return ["grid"]
     if stage == "theory":
         th = params["theory"]
-        return ["threads", "theory", f"networks.{th['denoiser']['network']}"]
+        cont = ["evidence.continuous"] if (params.get("evidence") or {}).get("continuous") else []
+        return ["threads", "theory", f"networks.{th['denoiser']['network']}"] + cont
     exp = target if isinstance(target, Experiment) else experiment(params, target)
     sections = {"train": ("objective", "coupling", "network", "train"), "sample": ("sample",),
                 "evaluate": ("evaluate",), "curve": ("sample", "evaluate")}[stage]

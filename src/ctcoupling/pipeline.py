@@ -160,6 +160,7 @@ REPORTED_PREFIX = {"samples_": ("samples_images.rst", "Samples"), "curves_": ("c
                    "plots/discrepancy_": ("plot_data.rst", "Theory"), "plots/transport_": ("plot_data.rst", "Theory"),
                    "fig2_discrepancy_": ("fig2_discrepancy.rst", "Theory"),
                    "fig3_transport_": ("fig3_transport.rst", "Theory"), "theorem1_": ("theorem1.rst", "Theory"),
+                   "sct_discrepancy_": ("sct_discrepancy.rst", "Theory"),
                    "theory_": ("theory_tables.rst", "Theory")}
 
 
@@ -230,14 +231,14 @@ def theory_datasets(params: dict) -> list[str]:
     return list(params["theory"]["datasets"]) if params.get("theory") else []
 
 
-THEORY_TABLES = ("discrepancy", "transport", "r_theta")
+THEORY_TABLES = ("discrepancy", "transport", "r_theta", "continuous")
 
 
 def theory_files(ds: str, two_d: bool) -> list[str]:
     """The theory stage of one data set: its record, CSV tables and figures (Theorem 1: 2-D sets).
     `ds` may be a Snakemake wildcard pattern."""
     names = [f"theory_{ds}.json"] + [f"theory_{ds}_{t}.csv" for t in THEORY_TABLES]
-    names += [f"fig2_discrepancy_{ds}.png", f"fig3_transport_{ds}.png"]
+    names += [f"fig2_discrepancy_{ds}.png", f"fig3_transport_{ds}.png", f"sct_discrepancy_{ds}.png"]
     if two_d:
         names += [f"theory_{ds}_theorem1.csv", f"theorem1_{ds}.png"]
     return [f"{ANALYSIS_DIR}/{n}" for n in names]
@@ -260,7 +261,10 @@ def theory_extra(params: dict) -> list[tuple[str, int]]:
 def theory_inputs(params: dict, ds: str, seed: int | None = None) -> list[str]:
     """What the theory stage reads: the data set and the checkpoints of the runs it measures."""
     runs = P.theory_runs(params, ds, seed)
-    return [data_npz(ds)] + [run_file(runs[k].name, "model.pt") for k in sorted(runs)]
+    oracle, sct = P.continuous_runs(params, ds, params["theory"]["seed"] if seed is None else seed)
+    extra = ([run_file(oracle.name, "model.pt")] + [run_file(sct[k].name, "model.pt") for k in sorted(sct)]
+             if oracle else [])
+    return [data_npz(ds)] + [run_file(runs[k].name, "model.pt") for k in sorted(runs)] + extra
 
 
 def theory_deps(params: dict, ds: str, seed: int | None = None) -> list[str]:
@@ -293,7 +297,7 @@ CODE = {stage: ("artifacts.py", "portable.py") + modules for stage, modules in {
               "metrics.py", "fidelity.py", "classifier.py", "curves.py", "trigflow.py"),
     "audit": ("audit.py", "official.py"),
     "theory": ("kernels.py", "networks.py", "edm2.py", "couplings.py", "assignment.py", "theory.py",
-               "measurements.py", "figures.py"),
+               "measurements.py", "figures.py", "trigflow.py"),
     "report": ("report.py", "figures.py", "evidence.py", "curves.py", "stats.py", "plotdata.py"),
 }.items()}
 

@@ -453,11 +453,23 @@ def theory(params: dict, dataset: str, source: str, progress: bool = True, seed:
     trans = measurements.transport(x, runs, stats, spec, ot_batch)
     r_theta = measurements.r_theta(x, runs, stats, spec, kernel)
     thm = measurements.theorem1(x, runs["ic"]["model"], spec, kernel) if P.is_2d(params, dataset) and main else []
+    oracle, sct = P.continuous_runs(params, dataset, spec["seed"])
+    cont = []
+    if oracle is not None:  # sCT per coupling against its oracle's tangent (the oracle's model as f)
+        sct_runs = {}
+        for kind, e in sct.items():
+            ckpt = load_checkpoint(run_file(e.name, "model.pt"))
+            sct_runs[kind] = {"model": training.load_model(ckpt), "encoder": training.load_encoder(ckpt)}
+        teacher = exact_teacher(params, oracle, data.load_prepared(data_npz(dataset)))
+        oracle_model = training.load_model(load_checkpoint(run_file(oracle.name, "model.pt")))
+        cont = measurements.continuous(x, sct_runs, oracle_model, teacher, spec, ot_batch)
     claims = measurements.claims(dataset, disc, trans, thm)
     r_values = {r["coupling"]: r["R_theta"] for r in r_theta}
     record = {"dataset": dataset, "seed": spec["seed"], "runs": {k: e.name for k, e in exps.items()}, "kernel": kernel,
               "claims": claims, "R_theta": r_values, "tables": {"discrepancy": disc, "transport": trans,
-                                                                "r_theta": r_theta, "theorem1": thm}}
+                                                                "r_theta": r_theta, "theorem1": thm,
+                                                                "continuous": cont},
+              "continuous_runs": {"oracle": oracle.name, **{k: e.name for k, e in sct.items()}} if oracle else {}}
     provenance = _provenance("theory", {"theory": spec, "denoiser_network": net},
                                       theory_inputs(params, dataset, spec["seed"]))
     held = sum(c["holds"] for c in claims)
@@ -465,13 +477,14 @@ def theory(params: dict, dataset: str, source: str, progress: bool = True, seed:
         artifacts.write_json(theory_seed_file(dataset, seed), record | {"provenance": provenance})
         _say(f"theory {dataset} seed {seed}: {held}/{len(claims)} claims hold -> {theory_seed_file(dataset, seed)}")
         return
-    outs = dict(zip(["json", *THEORY_TABLES, "fig2", "fig3", "theorem1_csv", "theorem1_png"],
+    outs = dict(zip(["json", *THEORY_TABLES, "fig2", "fig3", "sct_fig", "theorem1_csv", "theorem1_png"],
                     theory_outs(params, dataset)))
     for name in THEORY_TABLES:
         artifacts.write_text(outs[name], _csv(record["tables"][name]))
     dim = int(np.prod(x.shape[1:]))  # R~'s float64 floor is eps * d (evidence.underflow_floor)
     artifacts.write_bytes(outs["fig2"], figures.discrepancy_figure(disc, dataset, dim, spec["seed"]))
     artifacts.write_bytes(outs["fig3"], figures.transport_figure(trans, dataset, spec["seed"], spec["n"]))
+    artifacts.write_bytes(outs["sct_fig"], figures.continuous_discrepancy_figure(cont, dataset, spec["seed"]))
     if thm:
         artifacts.write_text(outs["theorem1_csv"], _csv(thm))
         artifacts.write_bytes(outs["theorem1_png"], figures.theorem1_figure(thm, dataset, spec["seed"]))
@@ -556,7 +569,9 @@ def _curves_figure(params: dict, curves, dataset: str) -> bytes:
     objectives = list(dict.fromkeys(t.objective))
     t = t[t.objective.isin([o for o in objectives if params["objectives"][o]["kind"] == o] or objectives)]
     main = [c for c in evidence.MAIN if c in set(t.coupling)] or sorted(set(t.coupling))
-    return figures.curves_figure(t, dataset, curve_metrics(t)[:3], main)
+    cont = P.continuous_spec(params)
+    oracle = (cont["objective"], cont["oracle"]) if cont and dataset in cont["datasets"] else None
+    return figures.curves_figure(t, dataset, curve_metrics(t)[:3], main, oracle)
 
 
 def curve_metrics(t) -> list[str]:

@@ -279,6 +279,25 @@ def gc_pairs(inner, model, mu: float = 1.0):
     return pairs
 
 
+def trigflow_tangent_gap(model, teacher, x0: torch.Tensor, z: torch.Tensor, t: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """The continuous-time discrepancy in TrigFlow (Lu & Song 2025 Eq. 6) per pair (x_0, z), z standard
+    normal: sCT's tangent df-/dt of a pair uses its velocity xdot = cos t sd z - sin t x_0, sCD-exact's
+    the exact v*(x_t) = E[xdot | x_t] (`teacher`); Eq. 6 is affine in dx_t/dt with the Jacobian of f,
+    so the two differ by exactly J_f(x_t) (xdot - v*(x_t)), the GC papers' R integrand in continuous
+    time. Returns (||xdot - v*||^2 / D, ||J_f (xdot - v*)||^2 / D), f = `model` (a TrigFlowModel) in
+    float32, its JVP in x at fixed t."""
+    from .trigflow import forward_mode_attention
+
+    kern = model.kernel
+    tt = torch.full((len(x0),), t, dtype=x0.dtype, device=x0.device)
+    x_t = kern.perturb(x0, tt, z)
+    delta = kern.velocity(x0, tt, z) - teacher(x_t, tt)
+    with torch.no_grad(), forward_mode_attention():
+        _, jd = torch.func.jvp(lambda x: model(x, tt.float()), (x_t.float(),), (delta.float(),))
+    d = x0[0].numel()
+    return _flat(delta).square().sum(1) / d, _flat(jd.to(x0.dtype)).square().sum(1) / d
+
+
 def perturb_batch(kernel: Kernel, x0: torch.Tensor, z: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
     """x_t for a batch of times t (one per pair)."""
     return kernel.perturb(x0, t.to(x0.dtype), z)
