@@ -4,6 +4,10 @@
 #   snakemake --cores all --use-conda                      # workflow/envs/ctcoupling.yaml
 #   snakemake --profile workflow/profiles/slurm            # SLURM cluster
 
+import time
+
+START = time.time()  # the run's wall time, for the summary it ends with
+
 report: "workflow/report/workflow.rst"  # `snakemake --report report.html`: every analysis/ figure and table
 
 
@@ -29,3 +33,7 @@ onsuccess:
             Path("dvc.yaml").read_text() == L.dvc_yaml(P.load(PARAMS_FILE), PARAMS_FILE):
         with L.mtimes_kept():  # or the next Snakemake run would redo the jobs whose inputs DVC rewrote
             shell("dvc commit --force --quiet")
+    # What the run found: where the results are, the time it took, the claims' opening table.
+    claims = Path(L.ANALYSIS_DIR, "claims.md")
+    print(L.run_summary(claims.read_text() if claims.is_file() else None, time.time() - START, L.ANALYSIS_DIR,
+                      sorted(p.name for p in Path(L.ANALYSIS_DIR).glob("*.png"))), file=sys.stderr)

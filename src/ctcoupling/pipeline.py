@@ -317,6 +317,23 @@ def audit_presets(registry: str = REGISTRY) -> list[str]:
     return sorted(p for p in paths if isinstance(p, str) and Path(p).is_file())
 
 
+def run_summary(claims_md: str | None, seconds: float, analysis_dir: str, figures: list[str]) -> str:
+    """What a finished pipeline run prints last (Snakefile `onsuccess`): where its results are, the time it
+    took, and the opening table of claims.md (the primary claims' answers). `claims_md` None: the params
+    write no claims (a grid without the evidence protocol's pairs)."""
+    m, s = divmod(round(seconds), 60)
+    lines = [f"ctcoupling: done in {m // 60}:{m % 60:02d}:{s:02d} (h:mm:ss). Results in {analysis_dir}/: "
+             "claims.md (every verdict), audit.md (against the published numbers), results.md (per run), "
+             f"figures {', '.join(figures) or '(none)'}."]
+    if claims_md:
+        start = claims_md.find("## The answers")
+        table = [ln for ln in claims_md[start:].split("\n\n## ", 1)[0].splitlines() if ln.startswith("|")] \
+            if start >= 0 else []
+        if table:
+            lines += [f"The answers ({analysis_dir}/claims.md):", *table]
+    return "\n".join(lines) + "\n"
+
+
 @dataclass
 class Stage:
     name: str

@@ -2,8 +2,10 @@
 on the classifier's FID, with paired tests against IC.
 
     python workflow/scripts/sampler_diagnosis.py [--params params/default.yaml] [--dataset digits]
+                                                 [--objective sct]
 
-For each (coupling, seed) of the primary grid (`evidence.primary`), the final checkpoint of
+For each (coupling, seed) of the primary grid (`evidence.primary`; with `--objective` the continuous
+family's `evidence.continuous`, whose oracle joins as a row of its own), the final checkpoint of
 runs/DATASET-OBJECTIVE-COUPLING-sSEED/model.pt is sampled with
   1 step        one network evaluation from sigma_max,
   2 steps       the suite's sampler (`sample.t_mid`, fresh independent noise at the second step),
@@ -33,6 +35,8 @@ def main(argv=None) -> int:
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--params", default="params/default.yaml")
     ap.add_argument("--dataset", default="digits")
+    ap.add_argument("--objective", default=None,
+                    help="the objective whose couplings are re-sampled (default: evidence.primary's)")
     a = ap.parse_args(argv)
 
     import numpy as np
@@ -47,11 +51,22 @@ def main(argv=None) -> int:
     params = P.load(a.params)
     torch.set_num_threads(params["threads"])
     ev = params["evidence"]
-    objective = ev["primary"]["objective"]
-    couplings = ["ic"] + sorted({c[k] for c in ev["primary"]["claims"] for k in ("a", "b") if k in c} - {"ic"},
-                                key=list(params["couplings"]).index)
+    objective = a.objective or ev["primary"]["objective"]
+    if objective == ev["primary"]["objective"]:
+        oracle = None
+        couplings = ["ic"] + sorted({c[k] for c in ev["primary"]["claims"] for k in ("a", "b") if k in c} - {"ic"},
+                                    key=list(params["couplings"]).index)
+    elif objective == ev.get("continuous", {}).get("objective"):
+        oracle = ev["continuous"]["oracle"]
+        couplings = ["ic"] + [c for c in ev["continuous"]["couplings"] if c != "ic"]
+    else:
+        raise UserError(f"--objective {objective}: neither evidence.primary's nor evidence.continuous's objective")
     exps = {(e.coupling, e.seed): e for e in P.experiments(params)
             if e.dataset == a.dataset and e.objective == objective and e.coupling in couplings}
+    if oracle:  # the oracle's row: its IC runs under the name `oracle`, tested against the objective's IC
+        couplings.append("oracle")
+        exps.update({("oracle", e.seed): e for e in P.experiments(params)
+                     if e.dataset == a.dataset and e.objective == oracle and e.coupling == "ic"})
     seeds = sorted({s for c, s in exps if c == "ic"} - set(ev["pilot_seeds"]))
     prepared = data.load_prepared(data_npz(a.dataset))
     fid = {}
@@ -59,7 +74,8 @@ def main(argv=None) -> int:
         for s in seeds:
             e = exps.get((c, s))
             if e is None:
-                raise UserError(f"{a.params}: no {a.dataset}-{objective}-{c}-s{s} in the grid")
+                raise UserError(f"{a.params}: no {a.dataset}-{oracle if c == 'oracle' else objective}-"
+                                f"{'ic' if c == 'oracle' else c}-s{s} in the grid")
             spec, fs = e.config["sample"], e.config["evaluate"]["fidelity"]
             if fs["features"] != "classifier":
                 raise UserError(f"{a.params}: {e.name} is not scored on a classifier (evaluate.fidelity.features)")
