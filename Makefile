@@ -12,7 +12,7 @@ export DVC_NO_ANALYTICS := 1
 export DVC_NO_UPDATE_CHECK := 1
 export PATH := $(BIN):$(PATH)
 
-.PHONY: install run pilot test bench gpu-check repro pull report lint dag clean
+.PHONY: install run pilot test test-all bench gpu-check repro pull report lint dag clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -27,7 +27,10 @@ run: $(STAMP)  ## the default pipeline (params/default.yaml) with Snakemake
 pilot: $(STAMP)  ## the evidence protocol's pilot (params/pilot.yaml): its runs and analysis/pilot.md
 	$(BIN)/snakemake --cores $(CORES) --config params=params/pilot.yaml
 
-test: $(STAMP)  ## every test, the slow real-pipeline ones included
+test: $(STAMP)  ## every unit test and one real Snakemake run of the smoke params (not the `full` tier)
+	$(BIN)/python -m pytest -m "not full"
+
+test-all: $(STAMP)  ## every test: also SLURM, DVC remotes and experiments, torchrun, end-to-end presets (CI)
 	$(BIN)/python -m pytest
 
 bench: $(STAMP)  ## speed goals (pytest-benchmark)

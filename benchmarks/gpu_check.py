@@ -76,8 +76,11 @@ import torch  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from train_throughput import PEAK_TFLOPS, bench_config, count_flops, peak, synthetic, tensors  # noqa: E402
 
-from ctcoupling import describe, fidelity, sampling, training  # noqa: E402
-from ctcoupling import params as P  # noqa: E402
+from ctcoupling.pipeline import describe  # noqa: E402
+from ctcoupling.measure import fidelity
+from ctcoupling.model import sampling
+from ctcoupling.train import training
+from ctcoupling.config import params as P  # noqa: E402
 from ctcoupling.cli import enable_fast_cuda  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -22,9 +22,10 @@ import pytest
 import torch
 from scipy.optimize import linear_sum_assignment
 
-from ctcoupling import assignment, couplings
-from ctcoupling import params as P
-from ctcoupling.training import Run, build_encoder, build_model
+from ctcoupling.core import assignment
+from ctcoupling.train import couplings
+from ctcoupling.config import params as P
+from ctcoupling.train.training import Run, build_encoder, build_model
 
 COUPLINGS = ("ic", "ot", "vc", "gc", "vcgc")
 CASES = {  # name: (dataset, data shape, batch, network override, steps timed per round, rounds)

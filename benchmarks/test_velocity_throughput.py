@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from ctcoupling import data, theory
+from ctcoupling.data import datasets
+from ctcoupling.measure import theory
 
 TARGET = 0.5
 CASES = {  # name: (queries n, data points N, dims d, dtype)
@@ -22,8 +23,8 @@ def points(name: str):
     n, N, d, dtype = CASES[name]
     gen = torch.Generator().manual_seed(0)
     if N is None:
-        images, _ = data.digits_uint8()
-        X = torch.from_numpy(data.to_model_space(images[:1500])).reshape(1500, -1).to(dtype)
+        images, _ = datasets.digits_uint8()
+        X = torch.from_numpy(datasets.to_model_space(images[:1500])).reshape(1500, -1).to(dtype)
     else:
         X = torch.randn(N, d, generator=gen, dtype=dtype)
     x_t = X[torch.randint(len(X), (n,), generator=gen)] + torch.randn(n, d, generator=gen, dtype=dtype)

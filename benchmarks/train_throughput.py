@@ -24,8 +24,9 @@ import numpy as np
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from ctcoupling import describe, training
-from ctcoupling import params as P
+from ctcoupling.pipeline import describe
+from ctcoupling.train import training
+from ctcoupling.config import params as P
 from ctcoupling.cli import enable_fast_cuda
 
 # Dense tensor-core peaks in TFLOP/s (vendor data sheets: H100/H200 SXM, A100 SXM).

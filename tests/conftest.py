@@ -68,13 +68,38 @@ def project(tmp_path):
     return copy_project(tmp_path / "project")
 
 
+SMOKE_LOG = "smoke-run.log"  # the smoke run's Snakemake output, beside its checkout's files
+
+
 @pytest.fixture(scope="session")
 def smoke_run(tmp_path_factory) -> Path:
-    """A checkout where a local Snakemake run of the smoke params has been made (shared by the tests that
-    compare other routes with it; they must not change it)."""
+    """A git + DVC checkout whose dvc.yaml is the smoke params', where the main job (a local Snakemake run of
+    the smoke params) has been made, its outputs recorded by DVC at its end (Snakefile onsuccess). One run
+    shared by every test that reads it (`make test` runs it once, `make test-all` once); a test that
+    changes it works on a copy (`copy_run`). Its Snakemake output is in `SMOKE_LOG`."""
     root = copy_project(tmp_path_factory.mktemp("smoke") / "project")
-    run(["snakemake", "--cores", "2", "--config", "params=params/smoke.yaml"], root)
+    run(["git", "init", "-q"], root)
+    ctc("dag", "--params", "params/smoke.yaml", cwd=root)
+    p = run(["snakemake", "--cores", "2", "--config", "params=params/smoke.yaml"], root)
+    (root / SMOKE_LOG).write_text(p.stdout + p.stderr)
     return root
+
+
+@pytest.fixture(scope="session")
+def dvc_smoke_run(tmp_path_factory) -> tuple[Path, str]:
+    """(checkout, output): the smoke params run by `dvc repro` from nothing on a git + DVC checkout, shared by
+    the tests that compare it with Snakemake's and that change params from it (on a copy)."""
+    root = copy_project(tmp_path_factory.mktemp("dvc-smoke") / "project")
+    run(["git", "init", "-q"], root)
+    ctc("dag", "--params", "params/smoke.yaml", cwd=root)
+    return root, run(["dvc", "repro"], root).stdout
+
+
+def copy_run(src: Path, dest: Path) -> Path:
+    """A copy of a finished run's checkout (outputs, DVC cache, git, Snakemake's records; mtimes kept) to
+    change without touching the shared one."""
+    shutil.copytree(src, dest, symlinks=True)
+    return dest
 
 
 def write_params(path: Path, base: str = "smoke.yaml", **sections) -> Path:

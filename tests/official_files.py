@@ -9,7 +9,7 @@ import zipfile
 import numpy as np
 from PIL import Image
 
-from ctcoupling import imagesets
+from ctcoupling.data import imagesets
 
 CELEBA_PARTS = [0] * 8 + [1] * 2 + [2] * 8  # interleaved below, as in the real file's order
 

@@ -12,8 +12,8 @@ import sys
 import numpy as np
 import torch
 
-from ctcoupling import training
-from ctcoupling.couplings import Context
+from ctcoupling.train import training
+from ctcoupling.train.couplings import Context
 
 
 def data() -> torch.Tensor:

@@ -3,7 +3,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ctcoupling import artifacts
+from ctcoupling.core import artifacts
 
 
 def test_atomic_write_keeps_old_file_when_writer_fails(tmp_path):
@@ -57,12 +57,12 @@ def test_provenance_is_content_stable_and_hashes_the_stages_code(tmp_path):
     record names the sha256 of each module the stage runs."""
     import hashlib
 
-    from ctcoupling import pipeline
+    from ctcoupling.pipeline import dag
 
     (tmp_path / "in.bin").write_bytes(b"abc")
-    code = pipeline.CODE["train"]
+    code = dag.CODE["train"]
     rec = artifacts.provenance("train", {"k": 1}, [tmp_path / "in.bin"], code)
     assert rec == artifacts.provenance("train", {"k": 1}, [tmp_path / "in.bin"], code)
-    assert "git_commit" not in rec and set(rec["code"]) == set(code) and "artifacts.py" in code
-    src = Path(artifacts.__file__).parent
-    assert rec["code"]["training.py"] == hashlib.sha256((src / "training.py").read_bytes()).hexdigest()
+    assert "git_commit" not in rec and set(rec["code"]) == set(code) and "core/artifacts.py" in code
+    src = Path(artifacts.__file__).parents[1]
+    assert rec["code"]["train/training.py"] == hashlib.sha256((src / "train" / "training.py").read_bytes()).hexdigest()

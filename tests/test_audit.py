@@ -9,8 +9,8 @@ import pytest
 import yaml
 
 from conftest import ROOT
-from ctcoupling import audit
-from ctcoupling.errors import UserError
+from ctcoupling.results import audit
+from ctcoupling.core.errors import UserError
 
 REGISTRY = ROOT / "params" / "published_fids.yaml"
 PUBLISHED = ROOT.parent / "shared" / "PUBLISHED.md"
@@ -162,7 +162,7 @@ def test_every_row_of_this_suites_methods_has_a_preset():
     """Issue 15: every published row of a method and setting this suite trains names the preset cell that
     reproduces it; only other methods (or settings no preset can match) are reference-only, with a reason.
     The cells named exist in their params files."""
-    from ctcoupling import params as P
+    from ctcoupling.config import params as P
 
     entries = audit.load_registry(REGISTRY)
     presets = {e["reproduce"]["params"] for e in entries if e["reproduce"]}
@@ -220,7 +220,7 @@ def test_missing_registry_file(tmp_path):
 
 def test_preset_mappings_name_real_grid_cells():
     """Every `reproduce` names a params file, data set, objective and coupling of that file's grid."""
-    from ctcoupling import params as P
+    from ctcoupling.config import params as P
 
     for e in audit.load_registry(REGISTRY):
         if (r := e["reproduce"]) is not None:
@@ -362,7 +362,8 @@ def test_fd_dinov2_is_measured_from_its_own_extractor_and_compared_only_on_dgm_e
 def test_a_preset_that_is_not_the_official_run_says_so_and_a_fine_tuned_row_is_not_comparable():
     """The ImageNet-64 preset without train.init trains from scratch where sony/vct fine-tunes EDM2-S:
     its audit row says so, and a measurement of it is not comparable (official.DEFINING)."""
-    from ctcoupling import official, params as P
+    from ctcoupling.config import official
+    from ctcoupling.config import params as P
 
     rep = {"params": "params/imagenet64_ecm_vc.yaml", "dataset": "imagenet64", "objective": "ecm",
            "coupling": "vc", "nfe": 2}

@@ -4,14 +4,16 @@ import pytest
 import torch
 from torch_fidelity.utils import create_feature_extractor
 
-from ctcoupling import artifacts, data, fidelity
-from ctcoupling.classifier import EXTRACTOR, FEATURES, load_classifier, train_classifier
-from ctcoupling.errors import UserError
+from ctcoupling.core import artifacts
+from ctcoupling.data import datasets
+from ctcoupling.measure import fidelity
+from ctcoupling.data.classifier import EXTRACTOR, FEATURES, load_classifier, train_classifier
+from ctcoupling.core.errors import UserError
 
 
 @pytest.fixture(scope="module")
 def digits():
-    return data.build({"source": "digits", "n_test": 297, "seed": 0})
+    return datasets.build({"source": "digits", "n_test": 297, "seed": 0})
 
 
 @pytest.fixture(scope="module")

@@ -5,10 +5,10 @@ import numpy as np
 import pytest
 import torch
 
-from ctcoupling import metrics
-from ctcoupling.kernels import ConsistencyModel, Kernel
-from ctcoupling.networks import MLP
-from ctcoupling.objectives import ICTLoss, pseudo_huber
+from ctcoupling.measure import distances
+from ctcoupling.model.kernels import ConsistencyModel, Kernel
+from ctcoupling.model.networks import MLP
+from ctcoupling.train.objectives import ICTLoss, pseudo_huber
 
 
 @pytest.mark.parametrize("kind", ["ve", "li"])
@@ -66,5 +66,5 @@ def test_pseudo_huber_on_norm():
 def test_w2_exact_on_known_cases():
     rng = np.random.default_rng(0)
     a = rng.standard_normal((200, 2))
-    assert metrics.w2_exact(a, a[rng.permutation(200)]) == 0.0
-    assert math.isclose(metrics.w2_exact(a, a + [3.0, 4.0]), 5.0, rel_tol=1e-9)
+    assert distances.w2_exact(a, a[rng.permutation(200)]) == 0.0
+    assert math.isclose(distances.w2_exact(a, a + [3.0, 4.0]), 5.0, rel_tol=1e-9)

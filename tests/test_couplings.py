@@ -12,13 +12,15 @@ import pytest
 import torch
 
 from conftest import write_params
-from ctcoupling import couplings, networks, training
-from ctcoupling import params as P
-from ctcoupling.couplings import Context
-from ctcoupling.errors import UserError
-from ctcoupling.kernels import ConsistencyModel, Kernel
-from ctcoupling.objectives import ECTLoss, ICTLoss
-from ctcoupling.randomness import BatchRNG
+from ctcoupling.train import couplings
+from ctcoupling.model import networks
+from ctcoupling.train import training
+from ctcoupling.config import params as P
+from ctcoupling.train.couplings import Context
+from ctcoupling.core.errors import UserError
+from ctcoupling.model.kernels import ConsistencyModel, Kernel
+from ctcoupling.train.objectives import ECTLoss, ICTLoss
+from ctcoupling.train.randomness import BatchRNG
 
 
 def ctx(step=0, max_weight=1.0):
@@ -47,7 +49,7 @@ def test_assignment_is_pots_emd_plan_with_ties():
     import ot
     from scipy.optimize import linear_sum_assignment
 
-    from ctcoupling import assignment
+    from ctcoupling.core import assignment
 
     rng = np.random.default_rng(0)
     for d in (2, 64):
@@ -61,8 +63,8 @@ def test_assignment_is_pots_emd_plan_with_ties():
 
 
 def test_solver_process_answers_in_order_and_its_death_falls_back_in_line():
-    from ctcoupling import assignment
-    from ctcoupling.objectives import Draws
+    from ctcoupling.core import assignment
+    from ctcoupling.train.objectives import Draws
 
     rng = np.random.default_rng(1)
     costs = [rng.random((40, 40)) for _ in range(3)]
@@ -96,7 +98,7 @@ def test_ot_scope_global_takes_the_rows_of_the_global_assignment_and_rank_its_ow
     pairs, prepared a step ahead or solved in line; `rank`: its own rows' assignment (sony/vct's
     per-device pairing: models/cm_base.py coupling_fn pairs the batch each device's training_step,
     lightning_modules/lightning_cm.py, is handed)."""
-    from ctcoupling.objectives import Draws
+    from ctcoupling.train.objectives import Draws
 
     torch.manual_seed(0)
     x, eps = torch.randn(64, 2), torch.randn(64, 2)
@@ -148,7 +150,7 @@ def test_ot_scope_is_compared_with_the_official_run():
     each device's batch (models/cm_base.py coupling_fn): a preset pairing otherwise is a difference
     that describe names, explained (cifar10_ict's gathered 512) or not."""
     from conftest import ROOT
-    from ctcoupling import describe
+    from ctcoupling.pipeline import describe
 
     gc = P.load(ROOT / "params" / "cifar10_gc_net.yaml")
     gc["couplings"]["ot"]["scope"] = "rank"
@@ -164,6 +166,7 @@ def test_ot_scope_is_compared_with_the_official_run():
         describe.text([row], "x")
 
 
+@pytest.mark.full  # torchrun ranks
 def test_ot_scope_on_two_ranks_under_torchrun(tmp_path):
     """2 CPU ranks (gloo) under torchrun draw a global batch of 64 and pair it for 3 steps, as the
     training loop does (the first step in line, the others prepared a step ahead). `global`: each rank's
@@ -174,7 +177,7 @@ def test_ot_scope_on_two_ranks_under_torchrun(tmp_path):
 
     import ot_scope_ranks
     from conftest import ENV
-    from ctcoupling import assignment
+    from ctcoupling.core import assignment
 
     params = P.load(write_params(tmp_path / "p.yaml", train=dict(steps=4, batch=64)))
     params["grid"] = [{"dataset": ["two_gaussians"], "objective": ["ict"], "coupling": ["ot"], "seed": [0]}]
@@ -371,7 +374,7 @@ def test_ot_assignment_prepared_a_step_ahead_is_the_in_line_one_bitwise(tmp_path
 
 
 def test_gc_frozen_checkpoint_predictor(tmp_path):
-    from ctcoupling import artifacts
+    from ctcoupling.core import artifacts
 
     ic, _ = _train(tmp_path, "ic")
     artifacts.write_torch(tmp_path / "ic.pt", ic)
@@ -382,24 +385,25 @@ def test_gc_frozen_checkpoint_predictor(tmp_path):
 def _posterior_separation(kl_scale: float, steps: int = 1200) -> dict:
     """Train the default suite's two-Gaussian VC (its network, encoder and recipe, fewer steps) at a
     kl_scale and measure how its posteriors z | x separate the two modes (held-out points)."""
-    from ctcoupling import data, metrics
+    from ctcoupling.data import datasets
+    from ctcoupling.measure import distances
     from conftest import ROOT
 
     params = P.load(ROOT / "params" / "default.yaml")
     params["couplings"]["vc"]["kl_scale"] = kl_scale
     params["train"].update(steps=steps, snapshot_every=None)
     exp = P.experiment(params, "two_gaussians-ict-vc-s0")
-    d = data.build(params["datasets"]["two_gaussians"])
-    ckpt, _, _ = training.train(P.train_config(exp), data.to_model_space(d["x_train"]), progress=False)
+    d = datasets.build(params["datasets"]["two_gaussians"])
+    ckpt, _, _ = training.train(P.train_config(exp), datasets.to_model_space(d["x_train"]), progress=False)
     encoder = training.load_encoder(ckpt)
-    x = torch.from_numpy(data.to_model_space(d["x_test"]))
+    x = torch.from_numpy(datasets.to_model_space(d["x_test"]))
     with torch.no_grad():
         mu, s = encoder(x)
         z = mu + s * torch.randn(x.shape, generator=torch.Generator().manual_seed(0))
-    return metrics.posterior_separation(mu.numpy(), s.numpy(), z.numpy(), x[:, 1].numpy() > 0)
+    return distances.posterior_separation(mu.numpy(), s.numpy(), z.numpy(), x[:, 1].numpy() > 0)
 
 
-@pytest.mark.slow
+@pytest.mark.full
 def test_vc_encoder_separates_the_two_modes_unless_the_kl_weight_collapses_it():
     """VCT Fig. 1's encoder: at a kl_scale the 2-D problem supports, the two modes' posteriors are apart
     (a classifier on z tells the mode); at VCT's CIFAR-10 value 30 the KL term wins and both

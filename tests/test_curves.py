@@ -6,7 +6,9 @@ import pandas as pd
 import pytest
 from scipy import stats as S
 
-from ctcoupling import curves, evidence, pipeline
+from ctcoupling.results import curves
+from ctcoupling.results import evidence
+from ctcoupling.pipeline import dag
 
 
 def test_best_and_final_pick_the_lowest_and_the_last():
@@ -91,11 +93,11 @@ def test_run_summary_names_the_results_the_time_and_the_opening_table():
     table = evidence.opening_table(evidence.primary_claims(results, t, EV), EV)
     claims = (f"# Paper claims\n\n## The answers (primary claims)\n\nEach cell: ...\n\n{table}\n"
               "**What this mirror can say.** prose\n\n## Design\n\n| not | this |\n")
-    text = pipeline.run_summary(claims, 3725.4, "analysis", ["a.png", "b.png"])
+    text = dag.run_summary(claims, 3725.4, "analysis", ["a.png", "b.png"])
     first, *rest = text.splitlines()
     assert first.startswith("ctcoupling: done in 1:02:05 (h:mm:ss). Results in analysis/") and "a.png, b.png" in first
     assert rest == ["The answers (analysis/claims.md):", *table.strip().splitlines()]  # not the design's table
-    assert pipeline.run_summary(None, 59.6, "analysis", []).splitlines()[0].startswith("ctcoupling: done in 0:01:00")
+    assert dag.run_summary(None, 59.6, "analysis", []).splitlines()[0].startswith("ctcoupling: done in 0:01:00")
 
 def test_pilot_seeds_never_decide_a_primary_claim():
     t = _table()
@@ -145,7 +147,7 @@ def test_ablations_figure_draws_one_panel_per_ablation():
 
     from matplotlib import image
 
-    from ctcoupling import figures
+    from ctcoupling.results import figures
 
     t = _table()
     variant = t[t.coupling == "gc"].assign(objective="ict_s320", coupling="ic")

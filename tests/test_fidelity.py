@@ -13,9 +13,10 @@ import torch_fidelity.utils as tf_utils
 from torch.utils.data import DataLoader
 
 from conftest import ROOT, ctc
-from ctcoupling import audit, fidelity
-from ctcoupling.errors import UserError
-from ctcoupling.fidelity import SampleStream
+from ctcoupling.results import audit
+from ctcoupling.measure import fidelity
+from ctcoupling.core.errors import UserError
+from ctcoupling.measure.fidelity import SampleStream
 
 
 def _no_download(*args, **kwargs):
@@ -42,7 +43,7 @@ def blobs(n: int, seed: int, channels: int = 3, size: int = 32) -> np.ndarray:
     return np.rint(255 * out / out.max()).astype(np.uint8)
 
 
-@pytest.mark.slow  # CPU Inception at 299x299: 88 images, 10-20 s on 2 idle cores
+@pytest.mark.full  # CPU Inception at 299x299: 88 images, 10-20 s on 2 idle cores
 def test_inception_path_end_to_end(fake_inception, tmp_path, monkeypatch):
     """Weights check, streaming, metrics and the reference cache through torch-fidelity's Inception.
 

@@ -1,4 +1,4 @@
-"""The figures of analysis/ (figures.py, report.py's figures): what each draws, on small fixed inputs.
+"""The figures of analysis/ (figures.py, runs.py's figures): what each draws, on small fixed inputs.
 The figure functions return PNG bytes; `drawn` makes them return the matplotlib figure instead, so a
 test can read its axes, labels, bands and titles."""
 import io
@@ -9,7 +9,7 @@ import pytest
 import torch
 from matplotlib import collections, image
 
-from ctcoupling import figures
+from ctcoupling.results import figures
 
 
 @pytest.fixture
@@ -216,7 +216,7 @@ def test_theory_figures_label_everything(drawn):
 
 
 def test_ablations_figure_png_keeps_its_panels_side_by_side():
-    from ctcoupling import evidence
+    from ctcoupling.results import evidence
 
     t = _curves({"ic": 3, "gc": 3})
     ab = {"dataset": "d", "objective": "ict", "coupling": "gc", "ref_objective": "ict", "ref_coupling": "ic",
@@ -229,16 +229,16 @@ def test_ablations_figure_png_keeps_its_panels_side_by_side():
 def test_samples_figure_titles_each_panel_with_its_run_and_labels_the_axes(monkeypatch):
     import matplotlib.pyplot as plt
 
-    from ctcoupling import params as P
-    from ctcoupling import report
+    from ctcoupling.config import params as P
+    from ctcoupling.results import runs
 
-    monkeypatch.setattr(report, "_png", lambda fig: fig)
+    monkeypatch.setattr(runs, "_png", lambda fig: fig)
     params = P.load("params/default.yaml")
     two_d = [e for e in P.experiments(params) if P.is_2d(params, e.dataset)]
     rng = np.random.default_rng(0)
     points = {e.name: rng.standard_normal((64, 2)) * 0.3 for e in two_d}
     refs = {ds: rng.standard_normal((64, 2)) * 0.3 for ds in {e.dataset for e in two_d}}
-    fig = report.samples_figure(params, points, refs)
+    fig = runs.samples_figure(params, points, refs)
     try:
         _labelled(fig)
         titles = [ax.get_title() for ax in fig.axes]

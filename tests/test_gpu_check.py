@@ -4,6 +4,8 @@ a GPU comes."""
 import math
 import sys
 
+import pytest
+
 from conftest import ROOT, run
 
 SCRIPT = ROOT / "benchmarks" / "gpu_check.py"
@@ -24,6 +26,7 @@ def number(cell: str) -> float:
     return value
 
 
+@pytest.mark.full  # the whole check end to end on a CPU: every preset's network built and stepped
 def test_tiny_cpu_run_writes_every_row(tmp_path):
     out = tmp_path / "gpu_check.md"
     p = run([sys.executable, SCRIPT, "--cpu", "--tiny", "--out", out], cwd=tmp_path)

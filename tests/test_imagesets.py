@@ -9,9 +9,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from ctcoupling import data, describe, imagesets
-from ctcoupling import params as P
-from ctcoupling.errors import UserError
+from ctcoupling.data import datasets
+from ctcoupling.pipeline import describe
+from ctcoupling.data import imagesets
+from ctcoupling.config import params as P
+from ctcoupling.core.errors import UserError
 from official_files import celeba as _celeba
 from official_files import edm_zip as _edm_zip
 from official_files import imagenet_dir as _imagenet_dir
@@ -27,7 +29,7 @@ def test_imagenet_npz_reads_official_batches(tmp_path, res):
     expected = _imagenet_dir(tmp_path / "in", res, labels=lambda f, n: np.array([1, 1000][:n] + [7] * (n - 2))
                              if f == "val_data.npz" else np.full(n, 500))
     spec = {"source": "imagenet_npz", "path": str(tmp_path / "in"), "resolution": res}
-    got = data.build(spec)
+    got = datasets.build(spec)
     assert got["x_train"].shape == (10, 3, res, res) and got["x_test"].shape == (8, 3, res, res)
     assert got["x_train"].dtype == np.uint8 and got["y_train"].dtype == np.int64
     for k in expected:
@@ -37,9 +39,9 @@ def test_imagenet_npz_reads_official_batches(tmp_path, res):
     assert got["x_test"][:, 2, 0, 0].tolist() == [255 - k for k in range(10, 18)]
     assert got["x_train"][3, 1, 1, 2] == res + 2
     assert got["y_test"][:3].tolist() == [0, 999, 6] and set(got["y_train"].tolist()) == {499}
-    again = data.build(spec)
+    again = datasets.build(spec)
     assert all(np.array_equal(again[k], got[k]) for k in got)
-    assert data.source_files(spec) == [tmp_path / "in" / f for f in imagesets.IMAGENET_FILES]
+    assert datasets.source_files(spec) == [tmp_path / "in" / f for f in imagesets.IMAGENET_FILES]
     assert describe.data_shape({"datasets": {"d": spec}}, "d") == (3, res, res)
 
 
@@ -125,7 +127,7 @@ def test_celeba_reads_the_official_zip_like_torchvision(tmp_path):
     names, parts, blobs = _celeba(tmp_path)
     before = sorted(tmp_path.rglob("*"))
     spec = _celeba_spec(tmp_path)
-    got = data.build(spec)
+    got = datasets.build(spec)
     assert set(got) == {"x_train", "x_test"}  # unlabelled
     assert got["x_train"].shape == (8, 3, 64, 64) and got["x_test"].shape == (8, 3, 64, 64)
     assert got["x_train"].dtype == np.uint8
@@ -134,10 +136,10 @@ def test_celeba_reads_the_official_zip_like_torchvision(tmp_path):
         ref = [np.asarray(tv(Image.open(io.BytesIO(blobs[n])))).transpose(2, 0, 1) for n, p in zip(names, parts)
                if p == code]
         assert np.array_equal(got[f"x_{split}"], np.stack(ref)), split
-    again = data.build(spec)
+    again = datasets.build(spec)
     assert all(np.array_equal(again[k], got[k]) for k in got)
     assert sorted(tmp_path.rglob("*")) == before  # read in place: nothing extracted
-    assert data.source_files(spec) == [tmp_path / "img_align_celeba.zip", tmp_path / "list_eval_partition.txt"]
+    assert datasets.source_files(spec) == [tmp_path / "img_align_celeba.zip", tmp_path / "list_eval_partition.txt"]
     assert describe.data_shape({"datasets": {"c": spec}}, "c") == (3, 64, 64)
 
 
@@ -151,7 +153,7 @@ def test_celeba_md5s_are_torchvisions_and_checked_by_default(tmp_path):
     del spec["check_md5"]
     with pytest.raises(UserError, match="img_align_celeba.zip: md5 [0-9a-f]{32} does not match the expected "
                                         "00d2c5bc6d35e252742224ab0c1e8fcb; the file is damaged or not the official"):
-        data.build(spec)
+        datasets.build(spec)
 
 
 def test_celeba_errors(tmp_path):
@@ -159,36 +161,36 @@ def test_celeba_errors(tmp_path):
     part = tmp_path / "list_eval_partition.txt"
     with pytest.raises(UserError, match="img_align_celeba.zip:img_align_celeba/000003.jpg: corrupt or unreadable "
                                         "image"):
-        data.build(_celeba_spec(tmp_path))
+        datasets.build(_celeba_spec(tmp_path))
     part.write_text(part.read_text() + "999999.jpg 0\n")
     with pytest.raises(UserError, match="archive lacks img_align_celeba/999999.jpg \\(1 image\\(s\\) of "
                                         "list_eval_partition.txt missing\\)"):
-        data.build(_celeba_spec(tmp_path))
+        datasets.build(_celeba_spec(tmp_path))
     part.write_text("000001.jpg 0\n000002.jpg 3\n")
     with pytest.raises(UserError, match="list_eval_partition.txt:2: expected '<image>.jpg <0\\|1\\|2>', got "
                                         "'000002.jpg 3'"):
-        data.build(_celeba_spec(tmp_path))
+        datasets.build(_celeba_spec(tmp_path))
     part.write_text("../000001.jpg 0\n")
     with pytest.raises(UserError, match="list_eval_partition.txt:1: expected"):
-        data.build(_celeba_spec(tmp_path))
+        datasets.build(_celeba_spec(tmp_path))
     blob = (tmp_path / "img_align_celeba.zip").read_bytes()
     (tmp_path / "img_align_celeba.zip").write_bytes(blob[: len(blob) // 3])
     part.write_text("000001.jpg 0\n")
     with pytest.raises(UserError, match="img_align_celeba.zip: truncated or corrupt zip archive"):
-        data.build(_celeba_spec(tmp_path))
+        datasets.build(_celeba_spec(tmp_path))
     part.unlink()
     with pytest.raises(UserError, match="list_eval_partition.txt: CelebA partition file not found; get "
                                         "list_eval_partition.txt \\(the 'Eval' folder of the CelebA page"):
-        data.build(_celeba_spec(tmp_path))
+        datasets.build(_celeba_spec(tmp_path))
     with pytest.raises(UserError, match="nope.zip: CelebA archive not found; get img_align_celeba.zip"):
-        data.build(_celeba_spec(tmp_path, path=str(tmp_path / "nope.zip")))
+        datasets.build(_celeba_spec(tmp_path, path=str(tmp_path / "nope.zip")))
 
 
 @pytest.mark.parametrize("member", ["../evil.jpg", "/abs/evil.jpg", "img_align_celeba/../../evil.jpg", "C:/evil.jpg"])
 def test_zip_members_outside_the_archive_are_refused(tmp_path, member):
     _celeba(tmp_path, extra={member: b"x"})
     with pytest.raises(UserError, match=f"refusing archive member '{member}': absolute path or '..'"):
-        data.build(_celeba_spec(tmp_path))
+        datasets.build(_celeba_spec(tmp_path))
     assert not (tmp_path.parent / "evil.jpg").exists() and not (tmp_path / "evil.jpg").exists()
 
 
@@ -205,17 +207,17 @@ def test_lsun_reads_webp_lmdb_in_key_order_and_splits_by_seed(tmp_path):
     _lsun(tmp_path / "church_outdoor_train_lmdb", {key: _flat(k) for k, key in enumerate(keys)})
     spec = {"source": "lsun", "path": str(tmp_path / "church_outdoor_train_lmdb"), "resolution": 64,
             "n_test": 4, "seed": 3}
-    got = data.build(spec)
+    got = datasets.build(spec)
     assert got["x_train"].shape == (8, 3, 64, 64) and got["x_test"].shape == (4, 3, 64, 64)
     assert set(got) == {"x_train", "x_test"} and got["x_train"].dtype == np.uint8
-    tr, te = data.split(12, 4, np.random.default_rng(3))
+    tr, te = datasets.split(12, 4, np.random.default_rng(3))
     every = np.stack([np.asarray(_flat(k)).transpose(2, 0, 1) for k in range(12)])  # lossless: exact pixels
     assert np.array_equal(got["x_train"], every[tr]) and np.array_equal(got["x_test"], every[te])
-    again = data.build(spec)
+    again = datasets.build(spec)
     assert all(np.array_equal(again[k], got[k]) for k in got)
-    other = data.build({**spec, "seed": 4})
+    other = datasets.build({**spec, "seed": 4})
     assert not np.array_equal(other["x_test"], got["x_test"])
-    assert data.source_files(spec) == [tmp_path / "church_outdoor_train_lmdb" / "data.mdb"]
+    assert datasets.source_files(spec) == [tmp_path / "church_outdoor_train_lmdb" / "data.mdb"]
     assert describe.data_shape({"datasets": {"l": spec}}, "l") == (3, 64, 64)
 
 
@@ -224,7 +226,7 @@ def test_lsun_resizes_lossy_webp_like_torchvision(tmp_path):
     keys = [f"{k:04d}".encode() for k in range(len(sizes))]
     blobs = _lsun(tmp_path, {key: _photo(w, h, k) for k, (key, (w, h)) in enumerate(zip(keys, sizes))}, lossless=False)
     got = imagesets.lsun(tmp_path, 64, 1, 0)
-    order = np.argsort(np.concatenate(data.split(4, 1, np.random.default_rng(0))))
+    order = np.argsort(np.concatenate(datasets.split(4, 1, np.random.default_rng(0))))
     every = np.concatenate([got["x_train"], got["x_test"]])[order]
     tv = _torchvision_gc(64)
     for k, key in enumerate(keys):
@@ -259,20 +261,20 @@ def test_edm_zip_reads_sorted_pngs_with_labels(tmp_path):
     sha = hashlib.sha256((tmp_path / "imagenet-32x32.zip").read_bytes()).hexdigest()
     spec = {"source": "edm_zip", "path": str(tmp_path / "imagenet-32x32.zip"), "resolution": 32, "n_test": 3,
             "seed": 0, "sha256": sha}
-    got = data.build(spec)
+    got = datasets.build(spec)
     assert got["x_train"].shape == (7, 3, 32, 32) and got["x_test"].shape == (3, 3, 32, 32)
     assert got["y_train"].dtype == np.int64
-    tr, te = data.split(10, 3, np.random.default_rng(0))
+    tr, te = datasets.split(10, 3, np.random.default_rng(0))
     assert got["x_train"][:, 0, 1, 1].tolist() == [i * 10 for i in tr]  # image i is the i-th in name order
     assert got["x_test"][:, 1, 5, 5].tolist() == [200 - i * 10 for i in te]
     assert got["x_train"][:, :, 0, 0].tolist() == [[255, 255, 255]] * 7
     assert got["y_train"].tolist() == [i % 3 for i in tr] and got["y_test"].tolist() == [i % 3 for i in te]
-    again = data.build(spec)
+    again = datasets.build(spec)
     assert all(np.array_equal(again[k], got[k]) for k in got)
-    assert data.source_files(spec) == [tmp_path / "imagenet-32x32.zip"]
+    assert datasets.source_files(spec) == [tmp_path / "imagenet-32x32.zip"]
     assert describe.data_shape({"datasets": {"e": spec}}, "e") == (3, 32, 32)
     with pytest.raises(UserError, match="imagenet-32x32.zip: sha256 [0-9a-f]{64} does not match the expected 0000"):
-        data.build({**spec, "sha256": "0" * 64})
+        datasets.build({**spec, "sha256": "0" * 64})
 
 
 @pytest.mark.parametrize("labels", [None, lambda names: None])
@@ -286,12 +288,12 @@ def test_edm_zip_grayscale(tmp_path):
     _edm_zip(tmp_path / "g.zip", mode="L", labels=None)
     spec = {"source": "edm_zip", "path": str(tmp_path / "g.zip"), "resolution": 32, "channels": 1, "n_test": 2,
             "seed": 0}
-    got = data.build(spec)
+    got = datasets.build(spec)
     assert got["x_train"].shape == (8, 1, 32, 32)
     assert describe.data_shape({"datasets": {"g": spec}}, "g") == (1, 32, 32)
     with pytest.raises(UserError, match="g.zip:00000/img00000000.png: image is 32x32 with 1 channel\\(s\\); params "
                                         "say 32x32 with 3"):
-        data.build({**spec, "channels": 3})
+        datasets.build({**spec, "channels": 3})
 
 
 @pytest.mark.parametrize("labels,match", [
@@ -387,7 +389,7 @@ def test_prepare_writes_the_set_and_hashes_the_official_file(tmp_path):
                                    "resolution": 32, "n_test": 3, "seed": 0}
     (tmp_path / "p.yaml").write_text(yaml.safe_dump(p))
     ctc("prepare", "--params", tmp_path / "p.yaml", "--dataset", "imagenet32", cwd=tmp_path)
-    got = data.load_prepared(tmp_path / "data/imagenet32.npz")
+    got = datasets.load_prepared(tmp_path / "data/imagenet32.npz")
     assert got["x_train"].shape == (7, 3, 32, 32) and got["y_test"].dtype == np.int64
     m = json.loads((tmp_path / "data/imagenet32.json").read_text())
     assert m["splits"] == {"train": 7, "test": 3}

@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from ctcoupling.networks import MLP, SongUNet, build, count_params, unet_kwargs
+from ctcoupling.model.networks import MLP, SongUNet, build, count_params, unet_kwargs
 
 DDPMPP = dict(embedding_type="positional", channel_mult_noise=1, encoder_type="standard", resample_filter=[1, 1])
 TINY = dict(img_resolution=8, in_channels=1, out_channels=1, model_channels=16, channel_mult=[1, 2],
@@ -165,7 +165,7 @@ def test_edm2_s_param_count_matches_sony_vct():
     out_channels=3, label_dim=1000, model_channels=192, channel_mult=[1,2,3,4], num_blocks=3, dropout=0.4,
     dropout_res=16)` (280,209,253; EDM2 reports "S" as 280M) and its encoder_size=big copy
     (utils/model_utils.py: 32 channels, 2 blocks, 2C outputs: 6,162,269), on 2026-12-03."""
-    from ctcoupling.edm2 import EDM2UNet
+    from ctcoupling.model.edm2 import EDM2UNet
 
     with torch.device("meta"):
         assert count_params(EDM2UNet(**EDM2_S)) == 280_209_253
@@ -173,7 +173,7 @@ def test_edm2_s_param_count_matches_sony_vct():
 
 
 def test_edm2_dropout_only_at_low_resolution():
-    from ctcoupling.edm2 import Block, EDM2UNet
+    from ctcoupling.model.edm2 import Block, EDM2UNet
 
     with torch.device("meta"):
         net = EDM2UNet(**EDM2_S)
@@ -198,7 +198,7 @@ GOLDEN_EVAL = [-0.21567341685295105, 0.48273977637290955, 0.5405060648918152, -0
 
 
 def test_edm2_matches_official_outputs():
-    from ctcoupling.edm2 import EDM2UNet
+    from ctcoupling.model.edm2 import EDM2UNet
 
     torch.manual_seed(0)
     net = EDM2UNet(**TINY_EDM2)
@@ -220,7 +220,7 @@ def test_edm2_matches_official_outputs():
 
 
 def test_edm2_starts_at_zero_and_forced_weight_norm():
-    from ctcoupling.edm2 import EDM2UNet, MPConv, frozen_weights
+    from ctcoupling.model.edm2 import EDM2UNet, MPConv, frozen_weights
 
     torch.manual_seed(0)
     net = EDM2UNet(**TINY_EDM2)
@@ -240,7 +240,7 @@ def test_edm2_starts_at_zero_and_forced_weight_norm():
 
 
 def test_mp_operations_preserve_magnitude():
-    from ctcoupling.edm2 import mp_cat, mp_silu, mp_sum
+    from ctcoupling.model.edm2 import mp_cat, mp_silu, mp_sum
 
     torch.manual_seed(0)
     a, b = torch.randn(4, 64, 32, 32), torch.randn(4, 192, 32, 32)

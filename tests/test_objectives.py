@@ -4,11 +4,11 @@ import math
 import pytest
 import torch
 
-from ctcoupling.couplings import IndependentCoupling, Pair
-from ctcoupling.kernels import ConsistencyModel, Kernel
-from ctcoupling.networks import MLP
-from ctcoupling.objectives import ECTLoss, ICTLoss, paired_passes
-from ctcoupling.randomness import BatchRNG
+from ctcoupling.train.couplings import IndependentCoupling, Pair
+from ctcoupling.model.kernels import ConsistencyModel, Kernel
+from ctcoupling.model.networks import MLP
+from ctcoupling.train.objectives import ECTLoss, ICTLoss, paired_passes
+from ctcoupling.train.randomness import BatchRNG
 
 
 class FixedNoise:

@@ -14,14 +14,20 @@ import torch
 import yaml
 
 from conftest import ROOT
-from ctcoupling import data, describe, fidelity, objectives, optim, sampling, training
-from ctcoupling import official as O
-from ctcoupling import params as P
-from ctcoupling.couplings import IndependentCoupling
-from ctcoupling.errors import UserError
-from ctcoupling.kernels import ConsistencyModel, Kernel
-from ctcoupling.networks import MLP, build
-from ctcoupling.randomness import BatchRNG, EpochSampler
+from ctcoupling.data import datasets
+from ctcoupling.pipeline import describe
+from ctcoupling.measure import fidelity
+from ctcoupling.train import objectives
+from ctcoupling.train import optim
+from ctcoupling.model import sampling
+from ctcoupling.train import training
+from ctcoupling.config import official as O
+from ctcoupling.config import params as P
+from ctcoupling.train.couplings import IndependentCoupling
+from ctcoupling.core.errors import UserError
+from ctcoupling.model.kernels import ConsistencyModel, Kernel
+from ctcoupling.model.networks import MLP, build
+from ctcoupling.train.randomness import BatchRNG, EpochSampler
 
 
 def smoke():
@@ -44,7 +50,7 @@ def test_ic_run_under_an_encoder_override_has_no_encoder_and_samples_standard_no
     exp = P.experiment(P.validate(params), "digits-ect-ic-s0")
     assert "encoder_network" not in exp.config and "encoder" not in exp.config["coupling"]
     assert any(i.startswith("coupling.encoder") for i in exp.ignored)
-    x = data.to_model_space(data.build(params["datasets"]["digits"])["x_train"])
+    x = datasets.to_model_space(datasets.build(params["datasets"]["digits"])["x_train"])
     ckpt, _, _ = training.train(P.train_config(exp), x, progress=False)
     assert not {"encoder", "ema_encoder"} & set(ckpt)
     assert training.load_encoder(ckpt) is None
@@ -364,7 +370,7 @@ def test_vct_protocol_truncates_as_torchmetrics_normalize():
     ref = rng.integers(0, 256, size=(32, 3, 8, 8), dtype=np.uint8)
     k = ref.astype(np.float32) / np.float32(255)  # ToTensor
     np.testing.assert_array_equal(fidelity.reference_uint8(ref, "vct"), np.floor(k * np.float32(255)).astype(np.uint8))
-    assert (expected != data.to_uint8(x)).mean() > 0.3  # truncation is not METHODS 8's rounding
+    assert (expected != datasets.to_uint8(x)).mean() > 0.3  # truncation is not METHODS 8's rounding
 
 
 def test_gc_protocol_min_max_rescales_each_batch():

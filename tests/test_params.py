@@ -4,8 +4,8 @@ import pytest
 import yaml
 
 from conftest import ROOT, ctc
-from ctcoupling import params as P
-from ctcoupling.errors import UserError
+from ctcoupling.config import params as P
+from ctcoupling.core.errors import UserError
 
 
 def load(name):
@@ -238,11 +238,11 @@ def test_theory_seeds_need_their_runs_and_the_cli_seed_must_be_one_of_them(tmp_p
 def test_the_sampler_ablation_trains_once_as_its_base_runs():
     """default.yaml's ic_paired / ot_paired differ from ic / ot only in the sampler: each copies their run,
     and in the DAG its train stage depends on that run's training outputs."""
-    from ctcoupling import pipeline
+    from ctcoupling.pipeline import dag
 
     params = P.load(ROOT / "params/default.yaml")
     twins = P.trained_by(params)
     assert twins == {f"digits-ict-{c}_paired-s{s}": f"digits-ict-{c}-s{s}" for c in ("ic", "ot") for s in range(3)}
-    stage = {s.name: s for s in pipeline.stages(params, "params/default.yaml")}["train-digits-ict-ot_paired-s1"]
-    assert {pipeline.run_file("digits-ict-ot-s1", n) for n in pipeline.TRAIN_OUTS} <= set(stage.deps)
+    stage = {s.name: s for s in dag.stages(params, "params/default.yaml")}["train-digits-ict-ot_paired-s1"]
+    assert {dag.run_file("digits-ict-ot-s1", n) for n in dag.TRAIN_OUTS} <= set(stage.deps)
     assert P.trained_by(P.load(ROOT / "params/smoke.yaml")) == {}

@@ -3,7 +3,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ctcoupling import evidence, pilot, stats
+from ctcoupling.results import evidence
+from ctcoupling.results import pilot
+from ctcoupling.results import stats
 
 EV = evidence.DEFAULT_EVIDENCE | {"pilot_seeds": [100, 101, 102], "primary": {
     "objective": "ict", "datasets": ["d"], "claims": [

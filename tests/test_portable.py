@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from conftest import ENV, ROOT
-from ctcoupling import portable
+from ctcoupling.core import portable
 
 
 def test_pin_fills_only_what_is_unset_and_can_be_turned_off():
@@ -45,7 +45,8 @@ _WORKLOAD = r"""
 import ctcoupling  # first, as `python -m ctcoupling` does: the pins must precede numpy's and torch's start
 import hashlib
 import numpy as np, torch
-from ctcoupling import classifier, metrics
+from ctcoupling.data import classifier
+from ctcoupling.measure import distances
 from threadpoolctl import threadpool_limits
 threadpool_limits(1); torch.set_num_threads(1)
 from sklearn.datasets import load_digits
@@ -56,7 +57,7 @@ state, acc = classifier.train_classifier(x[:1200], y[:1200], x[1200:], y[1200:],
 net = classifier.load_classifier(state)
 with torch.no_grad():
     f = net.features(torch.from_numpy(x[1200:])).numpy().astype(np.float64)
-fid = metrics.frechet_distance(*metrics.feature_statistics(f[:250]), *metrics.feature_statistics(f[250:]))
+fid = distances.frechet_distance(*distances.feature_statistics(f[:250]), *distances.feature_statistics(f[250:]))
 h = hashlib.sha256(b"".join(v.numpy().tobytes() for v in state["model"].values()))
 print(h.hexdigest(), hashlib.sha256(f.tobytes()).hexdigest(), repr(fid), repr(acc))
 """
@@ -79,7 +80,7 @@ def _has_avx512() -> bool:
         return False
 
 
-@pytest.mark.slow
+@pytest.mark.full
 def test_pinned_run_gives_an_avx2_machines_bits():
     pinned = _run({})
     avx2_machine = _run({**portable.PINS, "MKL_ENABLE_INSTRUCTIONS": "AVX2"})
@@ -103,7 +104,7 @@ def _dvc_md5(path: Path) -> str:
     return hashlib.md5(json.dumps(entries, sort_keys=True).encode()).hexdigest() + ".dir"
 
 
-@pytest.mark.slow
+@pytest.mark.full
 def test_a_fresh_run_matches_the_committed_lock_on_this_machine(tmp_path, request):
     """The committed dvc.lock was made on the development machine; CI runs this on its own. A slice of the
     default suite (the digits: data, classifier, one iCT-IC run, its samples and its FID/KID/IS/PR) run

@@ -6,8 +6,9 @@ import yaml
 
 import official_files
 from conftest import ROOT, ctc
-from ctcoupling import describe, training
-from ctcoupling import params as P
+from ctcoupling.pipeline import describe
+from ctcoupling.train import training
+from ctcoupling.config import params as P
 
 ENCODERS = {"cifar10_ict.yaml": 1_562_246, "cifar10_ecm.yaml": 1_562_246, "cifar10_sct.yaml": 1_562_246,
             # VCT's "small" encoder: ~1.56M
@@ -51,7 +52,7 @@ def test_describe_cli_prints_counts():
     assert len(rows) == 9 and all(r["network_parameters"] == 34_711_811 for r in rows)
 
 
-@pytest.mark.slow
+@pytest.mark.full
 @pytest.mark.parametrize("name", [p for p in PRESETS if p not in GC_NETS | {"imagenet64_ecm_vc.yaml"}]
                          + ["cifar10_gc_net.yaml"])  # the others: end to end on their data formats, below
 def test_preset_trains_two_steps_on_cpu(name):
@@ -103,7 +104,7 @@ DATA_FORMATS = {"imagenet64_ecm_vc.yaml": _imagenet64, "imagenet32_ict_gc.yaml":
                 "celeba64_ict_gc.yaml": _celeba64, "lsun_church64_ict_gc.yaml": _lsun_church64}
 
 
-@pytest.mark.slow
+@pytest.mark.full
 @pytest.mark.parametrize("name", DATA_FORMATS)
 def test_new_preset_runs_end_to_end_on_its_official_data_format(name, tmp_path, monkeypatch, fake_inception):
     from ctcoupling import cli
@@ -137,7 +138,7 @@ def test_new_preset_runs_end_to_end_on_its_official_data_format(name, tmp_path, 
     assert prepared["x_train"].shape[1:] == shape and prepared["x_train"].dtype == np.uint8
     conditional = bool(params["networks"][params["train"]["network"]].get("label_dim"))
     assert ("y_train" in prepared.files) == (conditional or name == "imagenet32_ict_gc.yaml")
-    from ctcoupling import networks
+    from ctcoupling.model import networks
 
     ckpt = torch.load(f"runs/{exp}/model.pt", map_location="cpu", weights_only=True)
     assert networks.count_params(training.load_model(ckpt).net) == PRESETS[name]

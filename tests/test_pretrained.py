@@ -17,10 +17,11 @@ import numpy as np
 import pytest
 import torch
 
-from ctcoupling import pretrained, training
-from ctcoupling.errors import UserError
-from ctcoupling.kernels import ConsistencyModel, Kernel
-from ctcoupling.networks import build
+from ctcoupling.model import pretrained
+from ctcoupling.train import training
+from ctcoupling.core.errors import UserError
+from ctcoupling.model.kernels import ConsistencyModel, Kernel
+from ctcoupling.model.networks import build
 
 EXECUTED = "raise SystemExit('the pickle ran its stored source code')"
 

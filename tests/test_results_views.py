@@ -12,8 +12,8 @@ import pytest
 import yaml
 from conftest import ROOT, ctc, run, say
 
-from ctcoupling import params as P
-from ctcoupling import pipeline
+from ctcoupling.config import params as P
+from ctcoupling.pipeline import dag
 
 SMOKE = "params/smoke.yaml"
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -42,13 +42,13 @@ def _reported(root: Path) -> list[str]:
                   if p.suffix in (".png", ".csv", ".md"))
 
 
-@pytest.mark.slow
+@pytest.mark.full
 def test_snakemake_report_embeds_every_analysis_figure_and_table_with_a_caption(smoke_run, smoke_report):
     _, report = smoke_report
     results = report["results"]
     files = _reported(smoke_run)
     params = P.load(smoke_run / SMOKE)
-    expected = [o for o in pipeline.all_outputs(params) if o.startswith("analysis/") and not o.endswith((".json", ".rst"))]
+    expected = [o for o in dag.all_outputs(params) if o.startswith("analysis/") and not o.endswith((".json", ".rst"))]
     assert files == sorted(expected)  # the run made exactly the figures and tables the pipeline lists
     assert sorted(results) == files, set(files) ^ set(results)
     for path in files:
@@ -67,8 +67,8 @@ def test_snakemake_report_embeds_every_analysis_figure_and_table_with_a_caption(
     where = {f: (c, s) for c, subs in cats.items() for s, fs in subs.items() for f in fs}
     assert where["analysis/curves_two_gaussians.png"] == ("two_gaussians", "Training curves")
     assert where["analysis/fig3_transport_two_gaussians.png"] == ("two_gaussians", "Theory")
-    assert where["analysis/claims.md"] == (pipeline.ACROSS, "Claims")
-    assert where["analysis/audit.md"] == (pipeline.ACROSS, "Audit")
+    assert where["analysis/claims.md"] == (dag.ACROSS, "Claims")
+    assert where["analysis/audit.md"] == (dag.ACROSS, "Audit")
     assert {s for subs in cats.values() for s in subs} >= {"Samples", "Training curves", "Theory", "Claims", "Audit"}
 
 
@@ -93,7 +93,7 @@ def _colours(png: Path) -> int:
     return len(np.unique((img.reshape(-1, 3) * 255).astype(int), axis=0))
 
 
-@pytest.mark.slow
+@pytest.mark.full
 @pytest.mark.skipif(CHROMIUM is None, reason="optional: needs Debian's chromium (apt-get install chromium)")
 def test_report_renders_a_figure_with_its_caption_in_a_browser(smoke_report, tmp_path, request):
     html, report = smoke_report
@@ -128,11 +128,11 @@ def _ran(output: str) -> set[str]:
     return set(re.findall(r"Running stage '([^']+)'", output))
 
 
-@pytest.mark.slow
+@pytest.mark.full
 def test_dvc_plots_metrics_and_experiments(smoke_run, tmp_path, request):
     project = _dvc_project(smoke_run, tmp_path / "project")
     params = P.load(project / SMOKE)
-    specs = pipeline.plot_specs(params)
+    specs = dag.plot_specs(params)
     assert run(["dvc", "status"], project).stdout.strip() == "Data and pipelines are up to date."
 
     # dvc plots show: each plot of dvc.yaml, every series a column of its file, numbers in every row

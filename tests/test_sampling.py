@@ -1,9 +1,9 @@
 import numpy as np
 import torch
 
-from ctcoupling import sampling
-from ctcoupling.kernels import ConsistencyModel, Kernel
-from ctcoupling.networks import MLP
+from ctcoupling.model import sampling
+from ctcoupling.model.kernels import ConsistencyModel, Kernel
+from ctcoupling.model.networks import MLP
 
 
 def model(kind="ve"):
@@ -57,7 +57,7 @@ def test_class_labels_balanced_across_batches_or_uniform_draws():
 
 
 def test_conditional_generate_passes_each_samples_label():
-    from ctcoupling.networks import build
+    from ctcoupling.model.networks import build
 
     torch.manual_seed(0)
     net = build(dict(kind="edm2", model_channels=8, channel_mult=[1, 2], num_blocks=1, attn_resolutions=[4],

@@ -13,8 +13,8 @@ import yaml
 
 import slurm_cluster
 from conftest import ENV, ROOT, copy_project, output_files, say, tree_hashes
-from ctcoupling import params as P
-from ctcoupling import pipeline
+from ctcoupling.config import params as P
+from ctcoupling.pipeline import dag
 
 SMOKE = "params/smoke.yaml"
 
@@ -27,14 +27,14 @@ def test_profile_takes_resources_from_params_only():
     params = P.load(ROOT / "params/cifar10_ict.yaml")
     [ic] = [e for e in P.experiments(params) if e.coupling == "ic"]
     gpus = ic.config["train"]["gpus"]
-    assert gpus > 1 and pipeline.job_resources(params, "train", gpus)["gpu"] == gpus
-    assert pipeline.job_threads(params, gpus) == params["threads"] * gpus
-    assert pipeline.job_resources(params, "evaluate")["gpu"] == 1
-    assert "gpu" not in pipeline.job_resources(params, "audit")
-    assert "gpu" not in pipeline.job_resources(P.load(ROOT / SMOKE), "train")  # CPU suites ask for none
+    assert gpus > 1 and dag.job_resources(params, "train", gpus)["gpu"] == gpus
+    assert dag.job_threads(params, gpus) == params["threads"] * gpus
+    assert dag.job_resources(params, "evaluate")["gpu"] == 1
+    assert "gpu" not in dag.job_resources(params, "audit")
+    assert "gpu" not in dag.job_resources(P.load(ROOT / SMOKE), "train")  # CPU suites ask for none
 
 
-@pytest.mark.slow
+@pytest.mark.full
 def test_smoke_params_through_a_real_slurm(tmp_path, request, smoke_run):
     reason = slurm_cluster.available()
     if reason:
@@ -60,7 +60,7 @@ def test_smoke_params_through_a_real_slurm(tmp_path, request, smoke_run):
         acct = c.run("sacct", "-X", "-n", "-P", "-a", "--format=JobID,JobName,Partition,AllocCPUS,ReqMem,State",
                      "-S", "2000-01-01").stdout.splitlines()
     jobs = [ln.split("|") for ln in acct if ln]
-    expected = output_files(project, pipeline.all_outputs(P.load(project / SMOKE)))
+    expected = output_files(project, dag.all_outputs(P.load(project / SMOKE)))
     n_jobs = int(re.search(r"(\d+) of \1 steps \(100%\) done", log).group(1))
     n_local = len(re.findall(r"^localrule ", log, re.M))  # `all`: a target, nothing to run
     assert n_local == 1 and len(sbatch_ids) == n_jobs - 1, f"{len(sbatch_ids)} sbatch ids for {n_jobs} jobs"

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy import stats as S
 
-from ctcoupling import stats
+from ctcoupling.results import stats
 
 A = [1.20, 1.35, 1.28]  # three seeds of a metric
 B = [1.62, 1.55, 1.71, 1.49]

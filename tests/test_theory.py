@@ -4,9 +4,9 @@ import math
 import pytest
 import torch
 
-from ctcoupling import theory as T
-from ctcoupling.kernels import ConsistencyModel, Kernel
-from ctcoupling.networks import MLP
+from ctcoupling.measure import theory as T
+from ctcoupling.model.kernels import ConsistencyModel, Kernel
+from ctcoupling.model.networks import MLP
 
 
 def dense_denoiser(x, t, data, kernel="ve", sigma_max=80.0, mu=None, std=None):

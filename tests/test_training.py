@@ -13,10 +13,11 @@ import torch
 
 from conftest import ENV, ctc, write_params
 from proctree import with_descendants
-from ctcoupling import optim, training
-from ctcoupling import params as P
-from ctcoupling.errors import UserError
-from ctcoupling.randomness import EpochSampler
+from ctcoupling.train import optim
+from ctcoupling.train import training
+from ctcoupling.config import params as P
+from ctcoupling.core.errors import UserError
+from ctcoupling.train.randomness import EpochSampler
 
 
 def test_lion_update_is_a_signed_step():
@@ -82,7 +83,7 @@ def _tree_sha(root):
     return {str(p.relative_to(root)): _sha(p) for p in files}
 
 
-@pytest.mark.slow
+@pytest.mark.full
 def test_killed_run_resumes_bitwise_identically(tmp_path):
     """SIGKILL a training run after its first checkpoints, resume it, compare with an uninterrupted run."""
     train = dict(steps=2500, batch=256, checkpoint_every=100, snapshot_every=250)
@@ -133,7 +134,7 @@ def test_resume_refuses_a_state_from_other_settings(tmp_path):
 def _launch(cwd, extra=(), background=False):
     """The train stage's command exactly as the pipeline (dvc.yaml, the Snakefile) writes it: torchrun
     (`python -m torch.distributed.run --standalone --nproc_per_node G -m ctcoupling`) where train.gpus > 1."""
-    from ctcoupling import pipeline as L
+    from ctcoupling.pipeline import dag as L
 
     params = P.load(cwd / "p.yaml")
     [stage] = [s for s in L.stages(params, "p.yaml") if s.name == "train-two_gaussians-ict-ic-s0"]
@@ -147,7 +148,7 @@ def _launch(cwd, extra=(), background=False):
     return p, stage.cmd
 
 
-@pytest.mark.slow
+@pytest.mark.full
 def test_two_ranks_through_the_launcher_match_one_and_resume_bitwise(tmp_path):
     """train.gpus: 2 runs the pipeline's train command under torchrun with 2 CPU ranks (gloo) on the same
     global batch. It equals the 1-process run up to float rounding: the ranks' gradient sum is the only
@@ -244,10 +245,10 @@ def test_bf16_autocast_runs_the_bodies_in_bf16_and_the_rest_in_fp32():
     np.testing.assert_allclose(losses, fp32, rtol=0.05)
 
 
-@pytest.mark.slow
+@pytest.mark.full
 @pytest.mark.skipif(not any(map(__import__("shutil").which, ("cc", "gcc", "g++"))), reason="torch.compile needs a C compiler")
 def test_compiled_network_matches_eager_and_replays_the_dropout_mask(tmp_path):
-    from ctcoupling.objectives import paired_passes
+    from ctcoupling.train.objectives import paired_passes
 
     def runs(dropout):
         nets = dict(mlp=dict(kind="mlp", hidden=32, depth=2, emb_dim=16, dropout=dropout))
@@ -269,7 +270,7 @@ def test_compiled_network_matches_eager_and_replays_the_dropout_mask(tmp_path):
 def test_uint8_images_train_bitwise_as_their_model_space_floats():
     """Images stay uint8 in memory and become model space per minibatch (a prepared ImageNet 64 is 15.7 GB
     as uint8, 63 GB as float32): the same run, bit for bit, as on data.to_model_space's floats."""
-    from ctcoupling import data as D
+    from ctcoupling.data import datasets as D
 
     images = np.random.default_rng(0).integers(0, 256, (64, 1, 8, 8), dtype=np.uint8)
     runs = []

@@ -5,7 +5,7 @@ import sys
 import pytest
 from conftest import copy_project, ctc
 
-from ctcoupling import trainlog
+from ctcoupling.train import trainlog
 
 ROWS = [{"step": 0, "loss": 1.5, "grad_norm": 3.0, "lr": 1e-3, "N": 10, "kl": 0.25},
         {"step": 5, "loss": 0.123456789012345678, "grad_norm": 2.5, "lr": 1e-3, "N": 12, "kl": 0.5},

@@ -9,10 +9,15 @@ import numpy as np
 import pytest
 import torch
 
-from ctcoupling import couplings, data, networks, sampling, theory, trigflow
-from ctcoupling.kernels import Kernel
-from ctcoupling.objectives import Draws, SCTLoss
-from ctcoupling.randomness import BatchRNG
+from ctcoupling.train import couplings
+from ctcoupling.data import datasets
+from ctcoupling.model import networks
+from ctcoupling.model import sampling
+from ctcoupling.measure import theory
+from ctcoupling.model import trigflow
+from ctcoupling.model.kernels import Kernel
+from ctcoupling.train.objectives import Draws, SCTLoss
+from ctcoupling.train.randomness import BatchRNG
 
 SD = 0.5
 KERNEL = Kernel("trigflow", sigma_max=80.0, sigma_data=SD)
@@ -130,7 +135,7 @@ def _mixture_velocity_by_score(x_t, t, means, std):
 
 
 def test_mixture_teacher_is_the_exact_velocity():
-    means, std = data.mixture({"source": "two_gaussians", "std": 0.05})
+    means, std = datasets.mixture({"source": "two_gaussians", "std": 0.05})
     teacher = trigflow.MixtureTeacher(torch.tensor(means), std, SD)
     x_t, _, t = _batch((2,), n=64, seed=4)
     t = torch.cat([t, torch.tensor([0.01, 1.56], dtype=torch.float64).repeat(32)])
@@ -142,7 +147,7 @@ def test_mixture_teacher_is_the_exact_velocity():
 def test_empirical_teacher_is_the_theory_stages_ideal_denoiser_in_trigflow_time():
     """x_t = cos t x_0 + sin t sd z is cos t times the VE point x_0 + (sd tan t) z, so
     E[x_0 | x_t] = D_VE(x_t / cos t, sd tan t) (App. B.2, Eq. 30)."""
-    x = torch.from_numpy(data.toy_2d("checkerboard", 300, np.random.default_rng(0))).double()
+    x = torch.from_numpy(datasets.toy_2d("checkerboard", 300, np.random.default_rng(0))).double()
     teacher = trigflow.EmpiricalTeacher(x, SD)
     for tt in (0.05, 0.6, 1.4):
         x_t = torch.randn(32, 2, dtype=torch.float64) * 0.6
@@ -155,7 +160,7 @@ def test_empirical_teacher_is_the_theory_stages_ideal_denoiser_in_trigflow_time(
 def test_scd_exact_tangent_is_the_exact_velocitys():
     """sCD-exact's target g is cos(t) df-/dt along the exact velocity: a finite difference of f along
     (v*, 1), v* from the mixture's score (not from the teacher the objective uses)."""
-    means, std = data.mixture({"source": "two_gaussians", "std": 0.05})
+    means, std = datasets.mixture({"source": "two_gaussians", "std": 0.05})
     teacher = trigflow.MixtureTeacher(torch.tensor(means), std, SD)
     model = _model("mlp")
     x0, eps, t = _batch((2,), n=16, seed=5)
@@ -205,7 +210,7 @@ def test_continuous_discrepancy_is_the_ve_discrepancy_in_trigflow_time():
     """x_t = cos t (x_0 + sd tan t z), so xdot - v* = (sd / cos t)(z - E[z | x_t]): the velocity gap is
     sd^2 / cos^2 t times the theory stage's VE R~ at sigma = sd tan t (per draw, the same draws); with
     F = 0, f = cos t x and the tangent gap is cos^2 t times the velocity gap."""
-    x = torch.from_numpy(data.toy_2d("checkerboard", 200, np.random.default_rng(1))).double()
+    x = torch.from_numpy(datasets.toy_2d("checkerboard", 200, np.random.default_rng(1))).double()
     model = trigflow.TrigFlowModel(_ZeroNet(), KERNEL, logvar_channels=0)
     teacher = trigflow.EmpiricalTeacher(x, SD)
     for tt in (0.1, 0.7, 1.3):

@@ -11,9 +11,9 @@ import pytest
 import torch
 import yaml
 
-from conftest import ROOT, copy_project, ctc, output_files, run, tree_hashes
-from ctcoupling import params as P
-from ctcoupling import pipeline
+from conftest import ROOT, SMOKE_LOG, copy_run, ctc, output_files, run, tree_hashes
+from ctcoupling.config import params as P
+from ctcoupling.pipeline import dag
 
 SMOKE = "params/smoke.yaml"
 
@@ -53,12 +53,12 @@ def dvc_outputs(project):
         return {str(o.def_path) for s in repo.index.stages for o in s.outs}
 
 
-@pytest.mark.slow
+@pytest.mark.full
 @pytest.mark.parametrize("params_file", ["params/default.yaml", SMOKE])
 def test_both_engines_list_the_same_outputs(project, params_file):
     run(["git", "init", "-q"], project)
     ctc("dag", "--params", params_file, cwd=project)
-    expected = set(pipeline.all_outputs(P.load(project / params_file)))
+    expected = set(dag.all_outputs(P.load(project / params_file)))
     assert snakemake_outputs(project, params_file) == expected
     assert dvc_outputs(project) == expected
 
@@ -67,48 +67,54 @@ def _snakemake(project, dry=False):
     return run(["snakemake", "--cores", "2", "--config", f"params={SMOKE}"] + (["-n"] if dry else []), project)
 
 
-@pytest.mark.slow
-def test_snakemake_smoke_is_deterministic_idempotent_and_equals_dvc(tmp_path, smoke_run):
-    a, (b, c) = smoke_run, (copy_project(tmp_path / n) for n in ("b", "c"))
-    done = _snakemake(b).stderr  # the run ends by saying what it found (Snakefile onsuccess)
-    assert "ctcoupling: done in" in done and "Results in analysis/: claims.md" in done, done[-2000:]
-    ha, hb = tree_hashes(a), tree_hashes(b)
-    expected = output_files(a, pipeline.all_outputs(P.load(a / SMOKE)))
-    assert set(ha) == expected
-    assert ha == hb, [k for k in ha if ha[k] != hb.get(k)]
-    # the curve stage: one point per snapshot of every experiment, at the snapshots' steps
+def test_the_smoke_run_makes_every_output_and_says_what_it_found(smoke_run):
+    """`make test`'s one real pipeline run: Snakemake on the smoke params makes exactly the outputs the DAG
+    lists, one curve point per snapshot of every experiment, and ends by saying where the results are, the
+    time it took and claims.md's opening table (Snakefile onsuccess)."""
+    a = smoke_run
     params = P.load(a / SMOKE)
+    assert set(tree_hashes(a)) == output_files(a, dag.all_outputs(params))
     for e in P.experiments(params):
-        snaps = torch.load(a / pipeline.run_file(e.name, "snapshots.pt"), weights_only=True)["snapshots"]
+        snaps = torch.load(a / dag.run_file(e.name, "snapshots.pt"), weights_only=True)["snapshots"]
         spec = e.config["train"]
         every = spec["snapshot_every"]
         want = [k for k in range(every, spec["steps"], every)] + [spec["steps"]]
         assert [s["step"] for s in snaps] + [spec["steps"]] == want, e.name  # the final weights: model.pt
-        curve = pd.read_csv(a / pipeline.run_file(e.name, "curve.csv"))
+        curve = pd.read_csv(a / dag.run_file(e.name, "curve.csv"))
         assert list(curve["step"]) == want, e.name
         assert curve.drop(columns="step").notna().all().all() and len(curve.columns) >= 2, e.name
+    done = (a / SMOKE_LOG).read_text()
+    assert "ctcoupling: done in" in done and "Results in analysis/: claims.md" in done, done[-2000:]
+    claims = (a / "analysis" / "claims.md").read_text()
+    opening = claims[claims.index("## The answers"):].split("\n\n## ", 1)[0]
+    table = [ln for ln in opening.splitlines() if ln.startswith("|")]
+    assert table and "\n".join(table) in done
+
+
+@pytest.mark.full
+def test_snakemake_smoke_is_deterministic_idempotent_and_equals_dvc(smoke_run, dvc_smoke_run):
+    """Two runs of the smoke params from nothing, by the two engines in separate processes (Snakemake's
+    shared smoke run and `dvc repro`'s): bitwise the same artifacts, so each run is deterministic and the
+    engines agree; a second Snakemake run has nothing to do."""
+    a, (c, _) = smoke_run, dvc_smoke_run
+    ha = tree_hashes(a)
     # nothing changed: a second run runs no job
     again = _snakemake(a)
     assert "Nothing to be done" in again.stdout + again.stderr
     assert tree_hashes(a) == ha
     # DVC runs the same commands on the same paths: bitwise the same artifacts
-    run(["git", "init", "-q"], c)
-    ctc("dag", "--params", SMOKE, cwd=c)
-    run(["dvc", "repro", "-q"], c)
     hc = {k: v for k, v in tree_hashes(c).items() if not k.endswith(".gitignore")}
     assert hc == ha, [k for k in ha if ha[k] != hc.get(k)]
 
 
-@pytest.mark.slow
-def test_snakemake_results_are_dvcs_shared_through_a_remote_and_rerun_only_on_change(project, tmp_path):
+@pytest.mark.full
+def test_snakemake_results_are_dvcs_shared_through_a_remote_and_rerun_only_on_change(smoke_run, tmp_path):
     """Issue 13: after the main job (Snakemake) on a DVC project whose dvc.yaml is its params', `dvc
     status` is clean. `dvc push` to a remote (a local directory here; S3/SSH are the same commands,
     docs/cluster.md) and a fresh clone's `make pull` (dvc pull, then snakemake --touch) give every
     artifact bitwise, a clean `dvc status`, and nothing for `dvc repro` or Snakemake to do. A coupling
     value changed in params makes `dvc repro --dry` list that coupling's stages and their descendants only."""
-    run(["git", "init", "-q"], project)
-    ctc("dag", "--params", SMOKE, cwd=project)
-    _snakemake(project)
+    project = copy_run(smoke_run, tmp_path / "project")  # the main job (Snakemake) on a DVC project
     assert _status(project) == set()
     again = _snakemake(project, dry=True)  # `dvc commit` at its end rewrote the files, their mtimes kept
     assert "Nothing to be done" in again.stdout + again.stderr, again.stdout[-2000:]
@@ -123,7 +129,7 @@ def test_snakemake_results_are_dvcs_shared_through_a_remote_and_rerun_only_on_ch
     assert not (clone / "runs").exists()
     run(["make", "-o", ".venv/.installed", "pull", f"PARAMS={SMOKE}", f"BIN={Path(sys.executable).parent}"], clone)
     hp, hc = (tree_hashes(d) for d in (project, clone))
-    assert hc == hp and len(hc) >= len(pipeline.all_outputs(P.load(project / SMOKE)))
+    assert hc == hp and len(hc) >= len(dag.all_outputs(P.load(project / SMOKE)))
     assert _status(clone) == set()
     assert _ran(run(["dvc", "repro", "--dry"], clone).stdout) == set()
     again = _snakemake(clone, dry=True)
@@ -148,13 +154,11 @@ def _status(project) -> set[str]:
     return {ln.rstrip(":") for ln in out.splitlines() if ln and not ln.startswith((" ", "\t")) and ln.endswith(":")}
 
 
-@pytest.mark.slow
-def test_dvc_repro_reruns_exactly_what_a_params_change_touches(project):
-    run(["git", "init", "-q"], project)
-    ctc("dag", "--params", SMOKE, cwd=project)
-    first = run(["dvc", "repro"], project)
+@pytest.mark.full
+def test_dvc_repro_reruns_exactly_what_a_params_change_touches(dvc_smoke_run, tmp_path):
+    project, first = copy_run(dvc_smoke_run[0], tmp_path / "project"), dvc_smoke_run[1]  # `dvc repro` from nothing
     names = [e.name for e in P.experiments(P.load(project / SMOKE))]
-    assert _ran(first.stdout) == {s.name for s in pipeline.stages(P.load(project / SMOKE), SMOKE)}
+    assert _ran(first) == {s.name for s in dag.stages(P.load(project / SMOKE), SMOKE)}
     second = run(["dvc", "repro"], project)
     assert _ran(second.stdout) == set() and _status(project) == set()
 
@@ -164,7 +168,7 @@ def test_dvc_repro_reruns_exactly_what_a_params_change_touches(project):
     (project / SMOKE).write_text(yaml.safe_dump(params, sort_keys=False))
     assert _status(project) == {f"train-{n}" for n in names}
     third = run(["dvc", "repro"], project)
-    theory = {f"theory-{ds}" for ds in pipeline.theory_datasets(params)}  # measures the retrained runs
+    theory = {f"theory-{ds}" for ds in dag.theory_datasets(params)}  # measures the retrained runs
     assert _ran(third.stdout) == ({f"{s}-{n}" for n in names for s in ("train", "sample", "evaluate", "curve")} |
                                   {"report", "audit"} | theory)
 
@@ -189,7 +193,7 @@ def test_mtimes_kept_restores_what_a_rewrite_changed(tmp_path, monkeypatch):
     older, newer = tmp_path / "runs/a/model.pt", tmp_path / "runs/a/eval.json"
     older.write_text("m"), newer.write_text("e")
     os.utime(older, ns=(10**18, 10**18)), os.utime(newer, ns=(15 * 10**17, 15 * 10**17))
-    with pipeline.mtimes_kept(("runs",)):
+    with dag.mtimes_kept(("runs",)):
         older.unlink()
         older.write_text("m")  # as `dvc commit` puts a copy back: now the newest file
         assert older.stat().st_mtime_ns > newer.stat().st_mtime_ns

@@ -2,7 +2,7 @@
 
 import warnings
 
-from . import portable
+from ctcoupling.core import portable
 
 # pynvml 13 (a dependency of dvclive) is a shim that warns on import, which torch.cuda does in every job
 warnings.filterwarnings("ignore", message="The pynvml package is deprecated", category=FutureWarning)

@@ -9,7 +9,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from .errors import UserError
+from ctcoupling.core.errors import UserError
 
 DEFAULT_PARAMS = "params/default.yaml"
 
@@ -36,7 +36,7 @@ def _setup(params_path: str, torch_needed: bool = False) -> dict:
     """Load params and fix the thread count (BLAS always, torch when the stage uses it)."""
     from threadpoolctl import threadpool_limits
 
-    from . import params as P
+    from ctcoupling.config import params as P
 
     params = P.load(params_path)
     _check_dvc_stage(params, params_path)
@@ -60,13 +60,13 @@ def _check_dvc_stage(params: dict, params_path: str) -> None:
     cannot see in a dvc.yaml written before it."""
     import os
 
-    from . import pipeline
+    from ctcoupling.pipeline import dag
 
     root = os.environ.get("DVC_ROOT")
     if not os.environ.get("DVC_STAGE") or not root:
         return
     path = Path(root, "dvc.yaml")
-    if path.is_file() and path.read_text() != pipeline.dvc_yaml(params, params_path):
+    if path.is_file() and path.read_text() != dag.dvc_yaml(params, params_path):
         raise UserError(f"dvc.yaml is out of date with {params_path} (a change to `grid`, `datasets`, `overrides` "
                         "or `train.gpus` changes the stages): run `ctcoupling dag --params "
                         f"{params_path}` and commit dvc.yaml, then `dvc repro` / `dvc exp run` again (with "
@@ -91,20 +91,20 @@ def _device(name: str) -> str:
 
 
 def _cmd_prepare(a):
-    from . import stages
+    from ctcoupling.pipeline import stages
 
     stages.prepare(_setup(a.params), a.dataset)
 
 
 def _cmd_train(a):
-    from . import stages
+    from ctcoupling.pipeline import stages
 
     stages.train(_setup(a.params, torch_needed=True), a.experiment, a.params, progress=not a.quiet,
                  resume=a.resume, device=_device(a.device), tensorboard=a.tensorboard)
 
 
 def _cmd_sample(a):
-    from . import stages
+    from ctcoupling.pipeline import stages
 
     stages.sample(_setup(a.params, torch_needed=True), a.experiment, a.params, progress=not a.quiet,
                   device=_device(a.device))
@@ -113,9 +113,9 @@ def _cmd_sample(a):
 def _cmd_evaluate(a):
     import os
 
-    from . import params as P
-    from . import stages
-    from .assignment import _LIGHT_POT
+    from ctcoupling.config import params as P
+    from ctcoupling.pipeline import stages
+    from ctcoupling.core.assignment import _LIGHT_POT
 
     params = _setup(a.params)
     if stages.evaluate_uses_torch(params, P.experiment(params, a.experiment, a.params)):
@@ -128,31 +128,31 @@ def _cmd_evaluate(a):
 
 
 def _cmd_curve(a):
-    from . import stages
+    from ctcoupling.pipeline import stages
 
     stages.curve(_setup(a.params, torch_needed=True), a.experiment, a.params, device=_device(a.device))
 
 
 def _cmd_classifier(a):
-    from . import stages
+    from ctcoupling.pipeline import stages
 
     stages.classifier(_setup(a.params, torch_needed=True), a.dataset, a.params)
 
 
 def _cmd_audit(a):
-    from . import stages
+    from ctcoupling.pipeline import stages
 
     stages.audit(_setup(a.params), a.params, a.registry)
 
 
 def _cmd_report(a):
-    from . import stages
+    from ctcoupling.pipeline import stages
 
     stages.report(_setup(a.params), a.params)
 
 
 def _cmd_pilot(a):
-    from . import stages
+    from ctcoupling.pipeline import stages
 
     params = _setup(a.params)
     if "pilot" not in params:
@@ -161,16 +161,17 @@ def _cmd_pilot(a):
 
 
 def _cmd_theory(a):
-    from . import stages
+    from ctcoupling.pipeline import stages
 
     stages.theory(_setup(a.params, torch_needed=True), a.dataset, a.params, progress=not a.quiet, seed=a.seed)
 
 
 def _cmd_dag(a):
-    from . import artifacts, pipeline
-    from . import params as P
+    from ctcoupling.core import artifacts
+    from ctcoupling.pipeline import dag
+    from ctcoupling.config import params as P
 
-    text = pipeline.dvc_yaml(P.load(a.params), a.params)
+    text = dag.dvc_yaml(P.load(a.params), a.params)
     out = Path(a.output)
     if a.check:
         if not out.is_file() or out.read_text() != text:
@@ -184,14 +185,14 @@ def _cmd_dag(a):
 def _cmd_describe(a):
     import json
 
-    from . import describe
+    from ctcoupling.pipeline import describe
 
     rows = describe.describe(_setup(a.params, torch_needed=True), a.experiment)
     print(json.dumps(rows, indent=2) if a.json else describe.text(rows, a.params))
 
 
 def _cmd_validate(a):
-    from . import params as P
+    from ctcoupling.config import params as P
 
     params = P.load(a.params)
     exps = P.experiments(params)

@@ -12,8 +12,8 @@ min_version("9.0")
 # Jobs run `python -m ctcoupling` from the environment: the venv, or with --use-conda the env
 # of workflow/envs/ctcoupling.yaml, whose post-deploy script installs this checkout into it.
 sys.path.insert(0, str(Path(workflow.basedir, "src").resolve()))
-from ctcoupling import params as P
-from ctcoupling import pipeline as L
+from ctcoupling.config import params as P
+from ctcoupling.pipeline import dag as L
 
 
 PARAMS_FILE = config.get("params", "params/default.yaml")

@@ -42,11 +42,15 @@ def main(argv=None) -> int:
     import numpy as np
     import torch
 
-    from ctcoupling import data, fidelity, sampling, stats, training
-    from ctcoupling import params as P
-    from ctcoupling.classifier import EXTRACTOR
-    from ctcoupling.errors import UserError
-    from ctcoupling.stages import classifier_file, data_npz, load_checkpoint, run_file
+    from ctcoupling.data import datasets
+    from ctcoupling.measure import fidelity
+    from ctcoupling.model import sampling
+    from ctcoupling.results import stats
+    from ctcoupling.train import training
+    from ctcoupling.config import params as P
+    from ctcoupling.data.classifier import EXTRACTOR
+    from ctcoupling.core.errors import UserError
+    from ctcoupling.pipeline.stages import classifier_file, data_npz, load_checkpoint, run_file
 
     params = P.load(a.params)
     torch.set_num_threads(params["threads"])
@@ -68,7 +72,7 @@ def main(argv=None) -> int:
         exps.update({("oracle", e.seed): e for e in P.experiments(params)
                      if e.dataset == a.dataset and e.objective == oracle and e.coupling == "ic"})
     seeds = sorted({s for c, s in exps if c == "ic"} - set(ev["pilot_seeds"]))
-    prepared = data.load_prepared(data_npz(a.dataset))
+    prepared = datasets.load_prepared(data_npz(a.dataset))
     fid = {}
     for c in couplings:
         for s in seeds:
@@ -88,7 +92,7 @@ def main(argv=None) -> int:
                                       spec["t_mid"] if t_mid is None else t_mid, False, "cpu", encoder, pair,
                                       spec.get("labels", "balanced")).numpy()
                 fid[c, s, label] = fidelity.compute(
-                    data.to_uint8(x), ref, EXTRACTOR, classifier_file(a.dataset), fidelity.cache_dir(),
+                    datasets.to_uint8(x), ref, EXTRACTOR, classifier_file(a.dataset), fidelity.cache_dir(),
                     f"{a.dataset}-{fs['reference']}", ["fid"], fs["batch"], "cpu")["fid"]
             print(f"{e.name}: " + ", ".join(f"{k} {fid[c, s, k]:.3f}" for k in SAMPLERS), file=sys.stderr)
 
