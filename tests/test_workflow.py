@@ -87,8 +87,9 @@ def test_the_smoke_run_makes_every_output_and_says_what_it_found(smoke_run):
     assert "ctcoupling: done in" in done and "Results in analysis/: claims.md" in done, done[-2000:]
     claims = (a / "analysis" / "claims.md").read_text()
     opening = claims[claims.index("## The answers"):].split("\n\n## ", 1)[0]
-    table = [ln for ln in opening.splitlines() if ln.startswith("|")]
-    assert table and "\n".join(table) in done
+    table = [ln for ln in opening.splitlines() if ln.startswith("|")]  # the smoke params decide no primary
+    said = [ln for ln in done.splitlines() if ln.startswith("|")]       # claim (one seed): an empty table
+    assert said == table  # the answers as claims.md opens with them (a full table: tests/test_curves.py)
 
 
 @pytest.mark.full
