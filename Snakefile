@@ -1,4 +1,4 @@
-# ctcoupling pipeline (Snakemake). The same DAG as dvc.yaml: both come from ctcoupling.pipeline.
+# ctcoupling pipeline (Snakemake). The same DAG as dvc.yaml: both come from ctcoupling.pipeline.dag.
 #   snakemake --cores all                                  # params/default.yaml
 #   snakemake --cores all --config params=params/smoke.yaml
 #   snakemake --cores all --use-conda                      # workflow/envs/ctcoupling.yaml

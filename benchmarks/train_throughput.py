@@ -4,7 +4,7 @@ per step and the model FLOP utilisation (MFU) against the device's peak.
     python benchmarks/train_throughput.py --params params/cifar10_ict.yaml --steps 300 --device cuda \
         [--precision bf16] [--channels-last] [--compile]
 
-Runs the real training loop (ctcoupling.training.train) twice, for `warmup` and for `warmup + steps`
+Runs the real training loop (ctcoupling.train.training.train) twice, for `warmup` and for `warmup + steps`
 iterations, and reports the steady-state rate (steps x batch) / (difference of wall times) in
 images per second. The data are uniform random uint8 images: throughput does not depend on them.
 FLOPs are counted by torch.utils.flop_counter.FlopCounterMode over one whole training step (the

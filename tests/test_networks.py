@@ -153,7 +153,7 @@ def test_per_level_dropout_must_cover_every_level():
 
 
 # ---------------------------------------------------------------------------------------------
-# EDM2's magnitude-preserving U-Net (ctcoupling.edm2)
+# EDM2's magnitude-preserving U-Net (ctcoupling.model.edm2)
 
 EDM2_S = dict(img_resolution=64, in_channels=3, out_channels=3, label_dim=1000, model_channels=192,
               channel_mult=[1, 2, 3, 4], num_blocks=3, dropout=0.4, dropout_res=16)

@@ -405,7 +405,7 @@ def test_non_standard_protocols_need_streamed_samples():
 
 
 # ---------------------------------------------------------------------------------------------
-# Presets against their official runs (ctcoupling.official), and the Fashion-MNIST network
+# Presets against their official runs (ctcoupling.config.official), and the Fashion-MNIST network
 # (sony/vct README iCT-VC Fashion MNIST: network=ddpmpp network.model_channels=64; conf/network/
 # ddpmpp.yaml: channel_mult [2,2,2], num_blocks 4; SongUNet's default attn_resolutions [16];
 # encoder utils/model_utils.py L113-125: model_channels 32, num_blocks 1, 2C outputs).

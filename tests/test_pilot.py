@@ -1,4 +1,4 @@
-"""The pilot's rules (ctcoupling.pilot) on constructed runs whose right answers are known."""
+"""The pilot's rules (ctcoupling.results.pilot) on constructed runs whose right answers are known."""
 import numpy as np
 import pandas as pd
 import pytest

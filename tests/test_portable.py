@@ -1,4 +1,4 @@
-"""CPU kernels pinned to AVX2 (ctcoupling.portable): a stage's bits must not depend on the x86 CPU.
+"""CPU kernels pinned to AVX2 (ctcoupling.core.portable): a stage's bits must not depend on the x86 CPU.
 
 A second machine cannot be had in a test, so the slow test emulates one: an AVX2-only x86 machine is
 this one with every library capped at AVX2 (MKL_ENABLE_INSTRUCTIONS for MKL's dispatch, on top of the

@@ -1,4 +1,4 @@
-"""ctcoupling.theory against closed forms, brute force and the identities of METHODS 6."""
+"""ctcoupling.measure.theory against closed forms, brute force and the identities of METHODS 6."""
 import math
 
 import pytest

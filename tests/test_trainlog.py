@@ -1,4 +1,4 @@
-"""The training log through DVCLive (the record) and TensorBoard (live, optional): ctcoupling.trainlog."""
+"""The training log through DVCLive (the record) and TensorBoard (live, optional): ctcoupling.train.trainlog."""
 import json
 import sys
 

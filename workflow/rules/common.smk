@@ -8,7 +8,7 @@ from snakemake.utils import min_version, validate
 
 min_version("9.0")
 
-# The DAG itself comes from the package (ctcoupling.pipeline); import it from this checkout.
+# The DAG itself comes from the package (ctcoupling.pipeline.dag); import it from this checkout.
 # Jobs run `python -m ctcoupling` from the environment: the venv, or with --use-conda the env
 # of workflow/envs/ctcoupling.yaml, whose post-deploy script installs this checkout into it.
 sys.path.insert(0, str(Path(workflow.basedir, "src").resolve()))
@@ -58,7 +58,7 @@ def resolved(*sections):
 def reported(paths):
     """Outputs marked for `snakemake --report`: each analysis/ figure and table with its caption
     (workflow/report/*.rst), its data set as category and its topic as subcategory
-    (ctcoupling.pipeline.report_entry); the records (JSON) stay out."""
+    (ctcoupling.pipeline.dag.report_entry); the records (JSON) stay out."""
     out = []
     for path in paths:
         entry = L.report_entry(PARAMS, path)
@@ -84,7 +84,7 @@ def processes(wildcards):
 
 def job_resources(stage):
     """A rule's cluster resources (memory, time, GPUs, partition) from params' `resources`
-    (ctcoupling.pipeline.job_resources); per experiment for a train job, whose GPUs are train.gpus."""
+    (ctcoupling.pipeline.dag.job_resources); per experiment for a train job, whose GPUs are train.gpus."""
     if stage != "train":
         return L.job_resources(PARAMS, stage)
     return {k: (lambda w, k=k: L.job_resources(PARAMS, stage, processes(w))[k]) for k in L.job_resources(PARAMS, stage)}

@@ -7,7 +7,7 @@ rule train:
     output:
         model="runs/{experiment}/model.pt",
         snapshots="runs/{experiment}/snapshots.pt",
-        live=directory("runs/{experiment}/dvclive/plots"),  # the DVCLive log (ctcoupling.trainlog)
+        live=directory("runs/{experiment}/dvclive/plots"),  # the DVCLive log (ctcoupling.train.trainlog)
         live_metrics="runs/{experiment}/dvclive/metrics.json",
         record="runs/{experiment}/train.json",
     params:

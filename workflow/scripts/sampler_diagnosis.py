@@ -12,7 +12,7 @@ runs/DATASET-OBJECTIVE-COUPLING-sSEED/model.pt is sampled with
   2 re-paired   the same, the fresh noise re-paired to the first step's outputs by OT (sony/vct),
 from the same noise as the sample stage (seed + sample.seed_offset, `evaluate.curve.n` samples), and
 scored like the curve stage (FID on the data set's classifier features). Each coupling's per-seed
-difference from IC under each sampler is tested with the suite's paired t (ctcoupling.stats.paired).
+difference from IC under each sampler is tested with the suite's paired t (ctcoupling.results.stats.paired).
 It separates the sampler's share of a gap (absent at 1 step) from the trained model's. Exploratory: it
 decides no claim (analysis/claims.md decides them, on the suite's own sampler); it is the measurement
 docs/evidence.md quotes for the digits claims that do not hold. Needs a finished `make run`; prints a
@@ -50,7 +50,7 @@ def main(argv=None) -> int:
     from ctcoupling.config import params as P
     from ctcoupling.data.classifier import EXTRACTOR
     from ctcoupling.core.errors import UserError
-    from ctcoupling.pipeline.stages import classifier_file, data_npz, load_checkpoint, run_file
+    from ctcoupling.pipeline.dag.stages import classifier_file, data_npz, load_checkpoint, run_file
 
     params = P.load(a.params)
     torch.set_num_threads(params["threads"])

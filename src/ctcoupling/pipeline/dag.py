@@ -60,7 +60,7 @@ def classifier_record(ds: str) -> str:
 REGISTRY = "params/published_fids.yaml"
 AUDIT_MD, AUDIT_CSV = f"{ANALYSIS_DIR}/audit.md", f"{ANALYSIS_DIR}/audit.csv"
 PILOT_MD = f"{ANALYSIS_DIR}/pilot.md"  # `ctcoupling pilot` on params/pilot.yaml (`make pilot`)
-# The training log, through DVCLive (ctcoupling.trainlog): its histories (a directory) and its summary, the
+# The training log, through DVCLive (ctcoupling.train.trainlog): its histories (a directory) and its summary, the
 # train stage's metrics (`dvc exp show`, `dvc metrics diff`).
 TRAIN_OUTS = ("model.pt", "snapshots.pt", "dvclive/plots", "train.json")
 TRAIN_METRICS = ("dvclive/metrics.json",)
@@ -68,7 +68,7 @@ SAMPLE_OUTS = ("samples.npz", "samples.png", "sample.json")
 EVALUATE_OUTS = ("eval.json",)
 CURVE_OUTS = ("curve.csv", "curve.json")
 REPORT_OUTS = ("results.csv", "results.md", "metrics.json", "provenance.json", "verdicts.rst")
-PLOTS_DIR = f"{ANALYSIS_DIR}/plots"  # the data of dvc.yaml's plots (ctcoupling.plotdata)
+PLOTS_DIR = f"{ANALYSIS_DIR}/plots"  # the data of dvc.yaml's plots (ctcoupling.results.dvc_plots)
 # DVC's stock `linear` template colours by git revision and dashes the series, which leaves a plot of one
 # revision in one colour; this one (Vega-Lite, DVC's anchors) colours the series and dashes the revisions.
 PLOT_TEMPLATE = "workflow/report/dvc_series.json"
@@ -114,7 +114,7 @@ def report_outs(params: dict) -> list[str]:
 def plot_specs(params: dict) -> dict[str, dict]:
     """dvc.yaml's top-level `plots:` (path -> DVC plot properties): each data set's training curves (all
     couplings in one plot), GC's mu sweep, R~_t and c(t) per coupling for each theory data set. The report
-    stage writes the files (ctcoupling.plotdata), with exactly these columns."""
+    stage writes the files (ctcoupling.results.dvc_plots), with exactly these columns."""
     from ctcoupling.results import dvc_plots as D
 
     used = {e.dataset for e in P.experiments(params)}

@@ -1,7 +1,7 @@
 """The pipeline stages: read inputs, call the pure functions, write artifacts atomically.
 
 One function per `ctcoupling` subcommand. Nothing here computes anything of interest; it wires
-files to the math in data/training/sampling/metrics/report and records provenance.
+files to the math in the layers below (data/, model/, train/, measure/, results/) and records provenance.
 """
 from __future__ import annotations
 

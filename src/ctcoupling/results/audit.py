@@ -16,7 +16,7 @@ Verdicts, in the order they are decided:
 - "unavailable": the Inception weights were missing, so nothing was measured.
 - "not comparable": measured with another extractor, a sample count other than 50,000, another NFE,
   another metric (METHODS 8) or another FID protocol than the paper's (`fid_protocol`: how the images
-  became uint8, ctcoupling.fidelity.PROTOCOLS). A different checkpoint choice (the papers' best of
+  became uint8, ctcoupling.measure.fidelity.PROTOCOLS). A different checkpoint choice (the papers' best of
   their evaluations during training against our final model) is compared but named in the note.
 - "within tolerance" / "outside tolerance": the comparison above.
 Rows whose published value is `unchecked` or `seed` keep their verdict; their note says so. The status

@@ -189,7 +189,7 @@ def gc_pairs(data: np.ndarray, model, costs: list[dict] | None = None, source: s
 
 
 # ---------------------------------------------------------------------------------------------
-# The GC paper's theory figures at CPU scale (rows from ctcoupling.measurements).
+# The GC paper's theory figures at CPU scale (rows from ctcoupling.measure.theory_runs).
 
 
 def discrepancy_figure(rows: list[dict], dataset: str, dim: int, seed: int | None = None) -> bytes:
@@ -311,7 +311,7 @@ def theorem1_figure(rows: list[dict], dataset: str, seed: int | None = None) -> 
 
 
 # ---------------------------------------------------------------------------------------------
-# Training curves over seeds (tables from ctcoupling.curves / ctcoupling.evidence).
+# Training curves over seeds (tables from ctcoupling.results.curves / ctcoupling.results.evidence).
 
 _COLOR = {"ic": "C0", "ot": "C1", "vc": "C2", "gc": "C3", "vcgc": "C4"}
 _MARKER = ("o", "s", "^", "D", "v", "P", "X")
