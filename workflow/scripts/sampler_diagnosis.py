@@ -27,6 +27,19 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "src"))
 
+import numpy as np
+import torch
+
+from ctcoupling.data import datasets
+from ctcoupling.measure import fidelity
+from ctcoupling.model import sampling
+from ctcoupling.results import stats
+from ctcoupling.train import training
+from ctcoupling.config import params as P
+from ctcoupling.data.classifier import EXTRACTOR
+from ctcoupling.core.errors import UserError
+from ctcoupling.pipeline.stages import classifier_file, data_npz, load_checkpoint, run_file
+
 SAMPLERS = {"1 step": ([], False), "2 steps": (None, False), "2 re-paired": (None, True)}
 
 
@@ -38,19 +51,6 @@ def main(argv=None) -> int:
     ap.add_argument("--objective", default=None,
                     help="the objective whose couplings are re-sampled (default: evidence.primary's)")
     a = ap.parse_args(argv)
-
-    import numpy as np
-    import torch
-
-    from ctcoupling.data import datasets
-    from ctcoupling.measure import fidelity
-    from ctcoupling.model import sampling
-    from ctcoupling.results import stats
-    from ctcoupling.train import training
-    from ctcoupling.config import params as P
-    from ctcoupling.data.classifier import EXTRACTOR
-    from ctcoupling.core.errors import UserError
-    from ctcoupling.pipeline.dag.stages import classifier_file, data_npz, load_checkpoint, run_file
 
     params = P.load(a.params)
     torch.set_num_threads(params["threads"])
