@@ -43,8 +43,12 @@ def test_smoke_params_through_a_real_slurm(tmp_path, request, smoke_run):
         pytest.skip("the SLURM executor plugin is not installed: pip install -e '.[slurm]'")
 
     profile = yaml.safe_load((ROOT / "workflow/profiles/slurm/config.yaml").read_text())
-    profile.update({"use-conda": False,  # the jobs run this venv's python, as the submitter
-                    "latency-wait": 5, "slurm-init-seconds-before-status-checks": 1})
+    # the jobs run this venv's python, as the submitter. The plugin polls sacct after the init seconds, then
+    # 10 s longer each time no job has finished, back to the init seconds when one has
+    # (snakemake_executor_plugin_slurm 2.8 check_active_jobs): at 1 s it polls at 1, 12 and 33 s, and a smoke
+    # job takes 10-21 s through sbatch, so each pair of jobs waited 33 s; at 5 s the polls at 5 and 20 s
+    # catch nearly every job at 20 s
+    profile.update({"use-conda": False, "latency-wait": 5, "slurm-init-seconds-before-status-checks": 5})
     (tmp_path / "profile").mkdir()
     (tmp_path / "profile/config.yaml").write_text(yaml.safe_dump(profile))
 
