@@ -20,8 +20,10 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from ctcoupling.config.params import LABEL
 from ctcoupling.results.runs import _png, plt
 
+OBJECTIVE_LABEL = {"ict": "iCT", "ect": "ECT", "sct": "sCT", "scd_exact": "sCD-exact"}  # the papers' names
 BAND = "band: 95% percentile-bootstrap interval of the seed mean (within the seeds' range, never below 0)"
 BETWEEN = 0.25  # metrics.between_modes' threshold: |y| below it is between the two modes
 
@@ -353,11 +355,12 @@ def curves_figure(table, dataset: str, metrics: list[str], couplings: list[str],
         for j, metric in enumerate(metrics):
             ax = axes[i, j]
             for k, c in enumerate(x for x in couplings if x in set(t.coupling)):
-                _band(ax, seed_band(t[t.coupling == c], metric, ["coupling"]), _COLOR.get(c, f"C{5 + k}"), c.upper(),
-                      _MARKER[couplings.index(c) % len(_MARKER)])
+                _band(ax, seed_band(t[t.coupling == c], metric, ["coupling"]), _COLOR.get(c, f"C{5 + k}"),
+                      LABEL.get(c, c.upper()), _MARKER[couplings.index(c) % len(_MARKER)])
             if ref is not None and not ref.empty:
-                _band(ax, seed_band(ref, metric, ["coupling"]), "k", f"{oracle[1]} (the oracle)", "", "--")
-            _curve_axes(ax, metric, f"{dataset} / {obj}: {metric}")
+                _band(ax, seed_band(ref, metric, ["coupling"]), "k",
+                      f"{OBJECTIVE_LABEL.get(oracle[1], oracle[1])} (the oracle)", "", "--")
+            _curve_axes(ax, metric, f"{dataset} / {OBJECTIVE_LABEL.get(obj, obj)}: {metric}")
         _legend_right(axes[i, -1])
     fig.suptitle(f"{dataset}: line = seed mean (seeds in the legend; 1 seed: line only)\n{BAND}", fontsize=8)
     return _png(fig)
