@@ -97,12 +97,13 @@ def main(argv=None) -> int:
     tests = {c: stats.paired(oracle, np.array([w2[c, s] for s in seeds]), permutation_from=len(seeds) + 1)
              for c in cont["couplings"]}
     adjusted = dict(zip(tests, stats.holm([r["p"] for r in tests.values()])))
-    print(f"{a.dataset}: exact W2 of n = {a.n} samples to n = {a.n} fresh points of the exact mixture, final EMA "
-          f"models of seeds {', '.join(map(str, seeds))}; floor: two exact draws. oracle - coupling: paired mean "
-          f"[95% CI], paired t p, Holm over the {len(tests)} couplings (exploratory)\n")
+    print(f"{a.dataset}: exact W2 of n = {a.n} samples to n = {a.n} points of the exact mixture (each mode its "
+          f"share), final EMA models of seeds {', '.join(map(str, seeds))}; floor: an i.i.d. exact draw against the "
+          f"same points. oracle - run: paired mean [95% CI], paired t p, Holm over the {len(tests)} couplings "
+          f"(exploratory)\n")
     print("| run | W2 mean +- sd | seeds lower than the oracle | oracle - run | p | p Holm | verdict |")
     print("|---|---|---|---|---|---|---|")
-    print(f"| floor (two exact draws) | {floor.mean():.4f} +- {floor.std(ddof=1):.4f} | | | | | |")
+    print(f"| floor (an i.i.d. exact draw) | {floor.mean():.4f} +- {floor.std(ddof=1):.4f} | | | | | |")
     print(f"| sCD-exact (the oracle) | {oracle.mean():.4f} +- {oracle.std(ddof=1):.4f} | | | | | |")
     for c, r in tests.items():
         v = np.array([w2[c, s] for s in seeds])
