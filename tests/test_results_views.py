@@ -157,6 +157,8 @@ def test_dvc_plots_metrics_and_experiments(smoke_run, tmp_path, request):
     shown = json.loads(run(["dvc", "exp", "show", "--json"], project).stdout)
     values = _exp_metric(shown, "two_gaussians/ict/gc/nfe1", "w2_mean")
     assert values["mu03"] != values["baseline"] and values["workspace"] == values["mu03"], values  # old next to new
+    vc = _exp_metric(shown, "two_gaussians/ict/vc/nfe1", "w2_mean")
+    assert vc["mu03"] == vc["baseline"], vc  # GC's value left VC's runs alone
     say(request, f"dvc exp show, two_gaussians/ict/gc w2_mean: {values}")
     # the training logs' summaries (DVCLive) are metrics too: GC's changed, IC's did not
     live = "runs/{}/dvclive/metrics.json"
@@ -181,9 +183,9 @@ def test_dvc_plots_metrics_and_experiments(smoke_run, tmp_path, request):
     assert f"dvc.yaml is out of date with {SMOKE}" in bad.stdout + bad.stderr, bad.stdout[-3000:] + bad.stderr[-3000:]
     run(["git", "checkout", "--", SMOKE], project)
 
-    # a small sweep through DVC's queue: kl_scale and GC's mu, then `dvc exp show` lists both
-    for name, setting in (("kl2", "couplings.vc.kl_scale=2.0"), ("mu07", "couplings.gc.mu=0.7")):
-        run(["dvc", "exp", "run", "--queue", "-n", name, "-S", f"{SMOKE}:{setting}"], project)
+    # DVC's queue (how a sweep runs): VC's kl_scale queued and run in DVC's own workspace from the commit
+    # above, then `dvc exp show` lists it (one queued value: a second ran the same route again, 3 minutes)
+    run(["dvc", "exp", "run", "--queue", "-n", "kl2", "-S", f"{SMOKE}:couplings.vc.kl_scale=2.0"], project)
     run(["dvc", "queue", "start", "-j", "1"], project)
     deadline = time.time() + 1200
     while time.time() < deadline:
@@ -191,12 +193,12 @@ def test_dvc_plots_metrics_and_experiments(smoke_run, tmp_path, request):
         if not re.search(r"\b(Queued|Running)\b", status):
             break
         time.sleep(5)
-    assert status.count("Success") == 2, status
+    assert status.count("Success") == 1, status
     shown = json.loads(run(["dvc", "exp", "show", "--json"], project).stdout)
     kl = _exp_metric(shown, "two_gaussians/ict/vc/nfe1", "w2_mean")
     mu = _exp_metric(shown, "two_gaussians/ict/gc/nfe1", "w2_mean")
-    assert kl["kl2"] != kl["baseline"] and mu["mu07"] != mu["baseline"], (kl, mu)
-    assert mu["kl2"] == mu["baseline"] and kl["mu07"] == kl["baseline"]  # each left the other coupling alone
+    assert kl["kl2"] != kl["baseline"], kl
+    assert mu["kl2"] == mu["baseline"], mu  # VC's value left GC's runs alone (and GC's VC's: above)
 
 
 def _exp_metric(shown: list, key: str, metric: str | None = None, file: str = "analysis/metrics.json") -> dict:
