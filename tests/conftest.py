@@ -3,6 +3,8 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -71,13 +73,90 @@ def project(tmp_path):
 SMOKE_LOG = "smoke-run.log"  # the smoke run's Snakemake output, beside its checkout's files
 
 
-@pytest.fixture(scope="session")
-def smoke_run(tmp_path_factory) -> Path:
-    """A git + DVC checkout whose dvc.yaml is the smoke params', where the main job (a local Snakemake run of
-    the smoke params) has been made, its outputs recorded by DVC at its end (Snakefile onsuccess). One run
-    shared by every test that reads it (`make test` runs it once, `make test-all` once); a test that
-    changes it works on a copy (`copy_run`). Its Snakemake output is in `SMOKE_LOG`."""
-    root = copy_project(tmp_path_factory.mktemp("smoke") / "project")
+# Background runs. The session's long runs are started in threads when collection ends, beside the tests, and a
+# test that needs one waits for it where it asks (the tests that wait run last). They are what keeps `make test-all` under its goal: `dvc repro`
+# runs its stages one at a time (one of the two cores), a run through SLURM mostly waits on sbatch and sacct, and
+# most unit tests use one core, so run in turn each left a core idle (the SLURM run 1203 s, the DVC runs 570 s
+# and 703 s, measured). A job is a function of a fresh directory, registered by name with `background`; the
+# name is the fixture a test asks it by. Jobs never print; a failure or skip inside one is raised where its result
+# is asked for.
+_JOBS: dict[str, tuple[Callable[[Path], object], tuple[str, ...]]] = {}
+_STARTED: dict[str, Future] = {}
+_POOL: list[ThreadPoolExecutor] = []
+
+
+def background(name: str, needs: tuple[str, ...] = ()):
+    """Register `fn(directory, *needed)` as the background job `name`, started after the jobs it `needs` have
+    finished, with their results."""
+    def register(fn):
+        _JOBS[name] = (fn, needs)
+        return fn
+    return register
+
+
+def _needed(items) -> list[str]:
+    """The registered jobs the selected tests ask for, each after the jobs it needs."""
+    asked = {name for item in items for name in getattr(item, "fixturenames", ()) if name in _JOBS}
+    order: list[str] = []
+
+    def add(name):
+        for need in _JOBS[name][1]:
+            add(need)
+        if name not in order:
+            order.append(name)
+    for name in sorted(asked):
+        add(name)
+    return order
+
+
+def _start(name: str, factory) -> Future:
+    if name not in _STARTED:
+        fn, needs = _JOBS[name]
+        deps = [_start(n, factory) for n in needs]
+        directory = factory.mktemp(name)  # made here, in the main thread
+
+        def job():
+            return fn(directory, *(d.result() for d in deps))
+        if not _POOL:
+            _POOL.append(ThreadPoolExecutor(max_workers=len(_JOBS), thread_name_prefix="background"))
+        _STARTED[name] = _POOL[0].submit(job)
+    return _STARTED[name]
+
+
+def started(name: str, factory) -> Future:
+    """The background job (started now if collection did not start it): a test that waits for its result
+    inside its body reports a failure in the job as its own."""
+    return _start(name, factory)
+
+
+def result(name: str, factory):
+    """The background job's result, waited for (started now if collection did not start it)."""
+    return _start(name, factory).result()
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(config, items):
+    """Tests that wait for a background run go last (stable order otherwise), so the run has the session's
+    other tests to overlap."""
+    waits = {id(item) for item in items if set(getattr(item, "fixturenames", ())) & set(_JOBS)}
+    items.sort(key=lambda item: id(item) in waits)
+
+
+def pytest_collection_finish(session):
+    if session.config.option.collectonly or session.config.option.setupplan:
+        return  # nothing will run
+    for name in _needed(session.items):
+        _start(name, session.config._tmp_path_factory)  # the tmp_path_factory fixture's own factory
+
+
+def pytest_sessionfinish(session):
+    for pool in _POOL:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+@background("smoke_run")
+def _smoke_run(directory: Path) -> Path:
+    root = copy_project(directory / "project")
     run(["git", "init", "-q"], root)
     ctc("dag", "--params", "params/smoke.yaml", cwd=root)
     p = run(["snakemake", "--cores", "2", "--config", "params=params/smoke.yaml"], root)
@@ -85,14 +164,30 @@ def smoke_run(tmp_path_factory) -> Path:
     return root
 
 
-@pytest.fixture(scope="session")
-def dvc_smoke_run(tmp_path_factory) -> tuple[Path, str]:
-    """(checkout, output): the smoke params run by `dvc repro` from nothing on a git + DVC checkout, shared by
-    the tests that compare it with Snakemake's and that change params from it (on a copy)."""
-    root = copy_project(tmp_path_factory.mktemp("dvc-smoke") / "project")
+@background("dvc_smoke_run")
+def _dvc_smoke_run(directory: Path) -> tuple[Path, str]:
+    root = copy_project(directory / "project")
     run(["git", "init", "-q"], root)
     ctc("dag", "--params", "params/smoke.yaml", cwd=root)
     return root, run(["dvc", "repro"], root).stdout
+
+
+@pytest.fixture(scope="session")
+def smoke_run(tmp_path_factory) -> Path:
+    """A git + DVC checkout whose dvc.yaml is the smoke params', where the main job (a local Snakemake run of
+    the smoke params) has been made, its outputs recorded by DVC at its end (Snakefile onsuccess). One run
+    shared by every test that reads it (`make test` runs it once, `make test-all` once; in the background
+    from the session's start); a test that changes it works on a copy (`copy_run`). Its Snakemake output is
+    in `SMOKE_LOG`."""
+    return result("smoke_run", tmp_path_factory)
+
+
+@pytest.fixture(scope="session")
+def dvc_smoke_run(tmp_path_factory) -> tuple[Path, str]:
+    """(checkout, output): the smoke params run by `dvc repro` from nothing on a git + DVC checkout (in the
+    background from the session's start), shared by the tests that compare it with Snakemake's and that
+    change params from it (on a copy)."""
+    return result("dvc_smoke_run", tmp_path_factory)
 
 
 def copy_run(src: Path, dest: Path) -> Path:

@@ -9,8 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
-import yaml
-from conftest import ROOT, ctc, run, say
+from conftest import background, ctc, run, say, started
 
 from ctcoupling.config import params as P
 from ctcoupling.pipeline import dag
@@ -128,9 +127,11 @@ def _ran(output: str) -> set[str]:
     return set(re.findall(r"Running stage '([^']+)'", output))
 
 
-@pytest.mark.full
-def test_dvc_plots_metrics_and_experiments(smoke_run, tmp_path, request):
-    project = _dvc_project(smoke_run, tmp_path / "project")
+@background("dvc_experiments", needs=("smoke_run",))
+def _dvc_experiments(directory: Path, smoke_run: Path) -> str:
+    """The DVC plots, metrics and experiments test's runs and checks, in the background once the smoke run is
+    made (every `dvc exp run` is serial, one core); returns what the test says in the session's output."""
+    project = _dvc_project(smoke_run, directory / "project")
     params = P.load(project / SMOKE)
     specs = dag.plot_specs(params)
     assert run(["dvc", "status"], project).stdout.strip() == "Data and pipelines are up to date."
@@ -159,7 +160,7 @@ def test_dvc_plots_metrics_and_experiments(smoke_run, tmp_path, request):
     assert values["mu03"] != values["baseline"] and values["workspace"] == values["mu03"], values  # old next to new
     vc = _exp_metric(shown, "two_gaussians/ict/vc/nfe1", "w2_mean")
     assert vc["mu03"] == vc["baseline"], vc  # GC's value left VC's runs alone
-    say(request, f"dvc exp show, two_gaussians/ict/gc w2_mean: {values}")
+    said = f"dvc exp show, two_gaussians/ict/gc w2_mean: {values}"
     # the training logs' summaries (DVCLive) are metrics too: GC's changed, IC's did not
     live = "runs/{}/dvclive/metrics.json"
     gc_loss = _exp_metric(shown, "loss", file=live.format("two_gaussians-ict-gc-s0"))
@@ -199,6 +200,21 @@ def test_dvc_plots_metrics_and_experiments(smoke_run, tmp_path, request):
     mu = _exp_metric(shown, "two_gaussians/ict/gc/nfe1", "w2_mean")
     assert kl["kl2"] != kl["baseline"], kl
     assert mu["kl2"] == mu["baseline"], mu  # VC's value left GC's runs alone (and GC's VC's: above)
+    return said
+
+
+@pytest.fixture
+def dvc_experiments(tmp_path_factory):
+    return started("dvc_experiments", tmp_path_factory)
+
+
+@pytest.mark.full
+def test_dvc_plots_metrics_and_experiments(dvc_experiments, request):
+    """On the smoke run made a DVC project: `dvc plots show` has every plot with numbers; `dvc exp run -S`
+    of GC's mu re-runs GC's runs only and `dvc exp show` tells it from the baseline; `dvc plots diff` and
+    `dvc metrics diff` between two commits; a change of the grid's shape refused in one line; a queued
+    experiment run by `dvc queue` (the runs and their checks: `_dvc_experiments`)."""
+    say(request, dvc_experiments.result())
 
 
 def _exp_metric(shown: list, key: str, metric: str | None = None, file: str = "analysis/metrics.json") -> dict:

@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 import slurm_cluster
-from conftest import ENV, ROOT, copy_project, output_files, say, tree_hashes
+from conftest import ENV, ROOT, background, copy_project, output_files, result, say, tree_hashes
 from ctcoupling.config import params as P
 from ctcoupling.pipeline import dag
 
@@ -34,8 +34,10 @@ def test_profile_takes_resources_from_params_only():
     assert "gpu" not in dag.job_resources(P.load(ROOT / SMOKE), "train")  # CPU suites ask for none
 
 
-@pytest.mark.full
-def test_smoke_params_through_a_real_slurm(tmp_path, request, smoke_run):
+@background("slurm_smoke_run")
+def _slurm_smoke_run(directory: Path) -> tuple[Path, str, list[str]]:
+    """(checkout, Snakemake's output, sacct's lines): the smoke params through `snakemake --profile` on a
+    single-node SLURM, in the background from the session's start (conftest.background)."""
     reason = slurm_cluster.available()
     if reason:
         pytest.skip(reason)
@@ -49,20 +51,30 @@ def test_smoke_params_through_a_real_slurm(tmp_path, request, smoke_run):
     # job takes 10-21 s through sbatch, so each pair of jobs waited 33 s; at 5 s the polls at 5 and 20 s
     # catch nearly every job at 20 s
     profile.update({"use-conda": False, "latency-wait": 5, "slurm-init-seconds-before-status-checks": 5})
-    (tmp_path / "profile").mkdir()
-    (tmp_path / "profile/config.yaml").write_text(yaml.safe_dump(profile))
+    (directory / "profile").mkdir()
+    (directory / "profile/config.yaml").write_text(yaml.safe_dump(profile))
 
-    project = copy_project(tmp_path / "project")
-    with slurm_cluster.cluster(tmp_path / "slurm") as c:
+    project = copy_project(directory / "project")
+    with slurm_cluster.cluster(directory / "slurm") as c:
         env = dict(ENV, **{k: v for k, v in c.env.items() if k != "PATH"})
         env["PATH"] = f"{c.bin_dir}:{Path(sys.executable).parent}:{c.env['PATH']}"
-        p = subprocess.run(["snakemake", "--profile", str(tmp_path / "profile"), "--jobs", str(c.cpus),
+        p = subprocess.run(["snakemake", "--profile", str(directory / "profile"), "--jobs", str(c.cpus),
                             "--config", f"params={SMOKE}"], cwd=project, env=env, capture_output=True, text=True)
         assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-5000:] + c.log_tails()
-        log = p.stdout + p.stderr
-        sbatch_ids = re.findall(r"has been submitted with SLURM jobid (\d+)", log)
         acct = c.run("sacct", "-X", "-n", "-P", "-a", "--format=JobID,JobName,Partition,AllocCPUS,ReqMem,State",
                      "-S", "2000-01-01").stdout.splitlines()
+    return project, p.stdout + p.stderr, acct
+
+
+@pytest.fixture
+def slurm_smoke_run(tmp_path_factory):
+    return result("slurm_smoke_run", tmp_path_factory)
+
+
+@pytest.mark.full
+def test_smoke_params_through_a_real_slurm(request, slurm_smoke_run, smoke_run):
+    project, log, acct = slurm_smoke_run
+    sbatch_ids = re.findall(r"has been submitted with SLURM jobid (\d+)", log)
     jobs = [ln.split("|") for ln in acct if ln]
     expected = output_files(project, dag.all_outputs(P.load(project / SMOKE)))
     n_jobs = int(re.search(r"(\d+) of \1 steps \(100%\) done", log).group(1))

@@ -17,7 +17,6 @@ from ctcoupling.measure import theory
 from ctcoupling.model import trigflow
 from ctcoupling.model.kernels import Kernel
 from ctcoupling.train.objectives import Draws, SCTLoss
-from ctcoupling.train.randomness import BatchRNG
 
 SD = 0.5
 KERNEL = Kernel("trigflow", sigma_max=80.0, sigma_data=SD)

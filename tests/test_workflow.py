@@ -11,7 +11,7 @@ import pytest
 import torch
 import yaml
 
-from conftest import ROOT, SMOKE_LOG, copy_run, ctc, output_files, run, tree_hashes
+from conftest import ROOT, SMOKE_LOG, background, copy_run, ctc, output_files, run, started, tree_hashes
 from ctcoupling.config import params as P
 from ctcoupling.pipeline import dag
 
@@ -155,9 +155,11 @@ def _status(project) -> set[str]:
     return {ln.rstrip(":") for ln in out.splitlines() if ln and not ln.startswith((" ", "\t")) and ln.endswith(":")}
 
 
-@pytest.mark.full
-def test_dvc_repro_reruns_exactly_what_a_params_change_touches(dvc_smoke_run, tmp_path):
-    project, first = copy_run(dvc_smoke_run[0], tmp_path / "project"), dvc_smoke_run[1]  # `dvc repro` from nothing
+@background("dvc_params_change", needs=("dvc_smoke_run",))
+def _dvc_params_change(directory: Path, dvc_smoke_run) -> None:
+    """The params-change test's runs and checks, in the background once `dvc_smoke_run` is made: each `dvc
+    repro` here is serial, one core, and two of them re-run most of the smoke suite."""
+    project, first = copy_run(dvc_smoke_run[0], directory / "project"), dvc_smoke_run[1]  # `dvc repro` from nothing
     names = [e.name for e in P.experiments(P.load(project / SMOKE))]
     assert _ran(first) == {s.name for s in dag.stages(P.load(project / SMOKE), SMOKE)}
     second = run(["dvc", "repro"], project)
@@ -186,6 +188,19 @@ def test_dvc_repro_reruns_exactly_what_a_params_change_touches(dvc_smoke_run, tm
     params["sample"]["seed_offset"] = 77
     (project / SMOKE).write_text(yaml.safe_dump(params, sort_keys=False))
     assert _status(project) == {f"{s}-{n}" for n in names for s in ("sample", "curve")}
+
+
+@pytest.fixture
+def dvc_params_change(tmp_path_factory):
+    return started("dvc_params_change", tmp_path_factory)
+
+
+@pytest.mark.full
+def test_dvc_repro_reruns_exactly_what_a_params_change_touches(dvc_params_change):
+    """`dvc repro` after a change of params re-runs exactly the stages the change touches: nothing after a
+    run, every training and its descendants for a training value, one data set's for its override, and
+    sampling's stages for a sampling value (the runs and their checks: `_dvc_params_change`)."""
+    dvc_params_change.result()
 
 
 def test_mtimes_kept_restores_what_a_rewrite_changed(tmp_path, monkeypatch):
