@@ -12,7 +12,7 @@ export DVC_NO_ANALYTICS := 1
 export DVC_NO_UPDATE_CHECK := 1
 export PATH := $(BIN):$(PATH)
 
-.PHONY: install run pilot test test-all bench gpu-check repro pull report lint dag clean
+.PHONY: install run pilot oracle test test-all bench gpu-check repro pull report lint dag clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -26,6 +26,9 @@ run: $(STAMP)  ## the default pipeline (params/default.yaml) with Snakemake
 
 pilot: $(STAMP)  ## the evidence protocol's pilot (params/pilot.yaml): its runs and analysis/pilot.md
 	$(BIN)/snakemake --cores $(CORES) --config params=params/pilot.yaml
+
+oracle: $(STAMP)  ## issue 26's confirmatory test (params/oracle.yaml): its runs and analysis/oracle_resolution.md
+	$(BIN)/snakemake --cores $(CORES) --config params=params/oracle.yaml
 
 test: $(STAMP)  ## every unit test and one real Snakemake run of the smoke params (not the `full` tier)
 	$(BIN)/python -m pytest -m "not full"

@@ -36,4 +36,5 @@ onsuccess:
     # What the run found: where the results are, the time it took, the claims' opening table.
     claims = Path(L.ANALYSIS_DIR, "claims.md")
     print(L.run_summary(claims.read_text() if claims.is_file() else None, time.time() - START, L.ANALYSIS_DIR,
-                      sorted(p.name for p in Path(L.ANALYSIS_DIR).glob("*.png"))), file=sys.stderr)
+                      sorted(p.name for p in Path(L.ANALYSIS_DIR).glob("*.png")), L.study_output(PARAMS)),
+          file=sys.stderr)

@@ -98,6 +98,9 @@ def test_run_summary_names_the_results_the_time_and_the_opening_table():
     assert first.startswith("ctcoupling: done in 1:02:05 (h:mm:ss). Results in analysis/") and "a.png, b.png" in first
     assert rest == ["The answers (analysis/claims.md):", *table.strip().splitlines()]  # not the design's table
     assert dag.run_summary(None, 59.6, "analysis", []).splitlines()[0].startswith("ctcoupling: done in 0:01:00")
+    # a study's params (the pilot's, a confirmatory test's) make one file: that file, not the suite's claims
+    study = dag.run_summary(claims, 61, "analysis", ["a.png"], study="analysis/oracle_resolution.md")
+    assert study == "ctcoupling: done in 0:01:01 (h:mm:ss). Results in analysis/oracle_resolution.md.\n"
 
 def test_pilot_seeds_never_decide_a_primary_claim():
     t = _table()

@@ -7,6 +7,7 @@ import yaml
 
 from conftest import ROOT, ctc
 from ctcoupling.config import params as P
+from ctcoupling.pipeline import dag
 from ctcoupling.core.errors import UserError
 
 
@@ -240,8 +241,6 @@ def test_theory_seeds_need_their_runs_and_the_cli_seed_must_be_one_of_them(tmp_p
 def test_the_sampler_ablation_trains_once_as_its_base_runs():
     """default.yaml's ic_paired / ot_paired differ from ic / ot only in the sampler: each copies their run,
     and in the DAG its train stage depends on that run's training outputs."""
-    from ctcoupling.pipeline import dag
-
     params = P.load(ROOT / "params/default.yaml")
     twins = P.trained_by(params)
     assert twins == {f"digits-ict-{c}_paired-s{s}": f"digits-ict-{c}-s{s}" for c in ("ic", "ot") for s in range(3)}
@@ -259,3 +258,82 @@ def test_every_script_imports_and_has_help(script):
     p = subprocess.run([sys.executable, script, "--help"], cwd=ROOT, capture_output=True, text=True)
     assert p.returncode == 0 and "Traceback" not in p.stderr, p.stderr[-2000:]
     assert p.stdout.startswith("usage: ") and "--" in p.stdout
+
+
+def _resolution_script():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("oracle_resolution", ROOT / dag.RESOLUTION_SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_oracle_study_trains_the_default_suites_runs_on_fresh_seeds():
+    """params/oracle.yaml (issue 26's confirmatory test) is like for like with the suite it serves: each run's
+    resolved settings are the default suite's same run's but the seed, its seeds were never trained by the
+    default suite or the pilot, its claims are the default's continuous family on its data set, and it shares
+    the default's data/ files (prepared by params/default.yaml: data_params_file)."""
+    default, oracle = P.load(ROOT / "params/default.yaml"), P.load(ROOT / "params/oracle.yaml")
+    design, cont = oracle["resolution"], default["evidence"]["continuous"]
+    assert design["for"] == "params/default.yaml" and design["dataset"] in cont["datasets"]
+    assert (design["objective"], design["oracle"], design["couplings"]) == (cont["objective"], cont["oracle"],
+                                                                           cont["couplings"])
+    suite = {(e.dataset, e.objective, e.coupling): e for e in P.experiments(default)}
+    runs = P.experiments(oracle)
+    assert {(e.objective, e.coupling) for e in runs} == {(design["oracle"], "ic")} | {
+        (design["objective"], c) for c in design["couplings"]}
+    for e in runs:
+        twin = suite[e.dataset, e.objective, e.coupling]
+        assert {k: v for k, v in P.train_config(e).items() if k != "seed"} == \
+            {k: v for k, v in P.train_config(twin).items() if k != "seed"}, e.name
+        assert {k: v for k, v in e.config.items() if k != "seed"} == \
+            {k: v for k, v in twin.config.items() if k != "seed"}, e.name
+    seeds = {e.seed for e in runs}
+    assert len(seeds) == 10 and not seeds & ({e.seed for e in P.experiments(default)} |
+                                              set(default["evidence"]["pilot_seeds"]))
+    assert dag.data_params_file(oracle, "params/oracle.yaml") == "params/default.yaml"
+    assert dag.all_outputs(oracle) == [dag.run_file(e.name, "model.pt") for e in runs] + [dag.RESOLUTION_MD]
+    assert dag.data_params_file(default, "params/default.yaml") == "params/default.yaml"
+
+
+def test_a_study_with_other_data_settings_than_its_suite_is_refused():
+    """A study shares its suite's data/ files; other data or classifier settings would overwrite them."""
+    oracle = P.load(ROOT / "params/oracle.yaml")
+    other = copy.deepcopy(oracle)
+    other["datasets"]["two_gaussians"]["std"] = 0.1
+    with pytest.raises(UserError, match="datasets.two_gaussians differs from params/default.yaml's"):
+        dag.data_params_file(other, "params/oracle.yaml")
+    other = copy.deepcopy(oracle)
+    other["classifier"]["epochs"] = other["classifier"].get("epochs", 1) + 1
+    with pytest.raises(UserError, match="classifier differs"):
+        dag.data_params_file(other, "params/oracle.yaml")
+    assert dag.data_params_file(P.load(ROOT / "params/pilot.yaml"), "params/pilot.yaml") == "params/default.yaml"
+
+
+def test_the_oracle_tests_reference_holds_each_modes_exact_share_and_its_table_decides_by_holm():
+    """oracle_resolution's stratified reference has exactly n / K points per mode around the mixture's means;
+    its table decides each claim on the Holm-adjusted paired t, with the MDE where not significant, and a
+    confirmatory design's n cannot be changed from the command line."""
+    import numpy as np
+
+    script = _resolution_script()
+    means = np.array([[0.0, 0.5], [0.0, -0.5]])
+    ref = script.stratified(means, 0.05, 1000, 7)
+    assert ref.shape == (1000, 2) and ref.dtype == np.float32
+    assert (ref[:, 1] > 0).sum() == 500 and np.allclose(ref[:500].mean(0), means[0], atol=0.01)
+    assert np.array_equal(ref, script.stratified(means, 0.05, 1000, 7))
+
+    oracle = P.load(ROOT / "params/oracle.yaml")
+    d = script.design(oracle, "params/oracle.yaml", None)
+    assert d["confirmatory"] and d["n"] == oracle["resolution"]["n"]
+    with pytest.raises(UserError, match="pre-registers n"):
+        script.design(oracle, "params/oracle.yaml", 2048)
+    rng = np.random.default_rng(0)
+    seeds = list(range(10))
+    w2 = {("floor", s): 0.04 for s in seeds} | {("oracle", s): 0.05 + 0.001 * rng.standard_normal() for s in seeds}
+    w2 |= {(c, s): (0.08 if c == "ot" else 0.05) + 0.001 * rng.standard_normal() for c in d["couplings"] for s in seeds}
+    rows = {ln.split(" | ")[0].lstrip("| "): ln.split(" | ") for ln in script.table(d, seeds, w2, "x").splitlines()
+            if ln.startswith("| sCT-")}
+    assert rows["sCT-OT"][7] == "holds" and rows["sCT-OT"][2] == "10/10" and rows["sCT-OT"][8].strip(" |") == ""
+    assert rows["sCT-IC"][7] == "not significant" and float(rows["sCT-IC"][8].rstrip(" |")) > 0

@@ -21,6 +21,7 @@ with open(PARAMS_FILE) as f:
     PARAMS = yaml.safe_load(f)
 validate(PARAMS, "../schemas/params.schema.yaml", set_default=False)
 P.validate(PARAMS, PARAMS_FILE)  # cross-checks the names the grid uses
+DATA_PARAMS_FILE = L.data_params_file(PARAMS, PARAMS_FILE)  # a study's: its suite's (shares data/)
 
 EXPERIMENTS = {e.name: e for e in P.experiments(PARAMS)}
 TRAINED_BY = P.trained_by(PARAMS)

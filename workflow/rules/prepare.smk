@@ -7,7 +7,7 @@ rule prepare:
         manifest="data/{dataset}.json",
     params:
         cmd=CMD,
-        file=PARAMS_FILE,
+        file=DATA_PARAMS_FILE,
         spec=lambda w: json.dumps(PARAMS["datasets"][w.dataset], sort_keys=True),
     log:
         "logs/prepare/{dataset}.log",
@@ -30,7 +30,7 @@ rule classifier:
         record="data/{dataset}_classifier.json",
     params:
         cmd=CMD,
-        file=PARAMS_FILE,
+        file=DATA_PARAMS_FILE,
         spec=json.dumps(PARAMS.get("classifier"), sort_keys=True),
     log:
         "logs/classifier/{dataset}.log",

@@ -62,3 +62,24 @@ rule pilot:
         "../envs/ctcoupling.yaml"
     shell:
         "{params.cmd} pilot --params {params.file} 2> {log}"
+
+
+rule oracle_resolution:
+    """The confirmatory oracle test (params with a `resolution` section: params/oracle.yaml) on its runs."""
+    input:
+        L.resolution_deps(PARAMS),
+    output:
+        L.RESOLUTION_MD,
+    params:
+        file=PARAMS_FILE,
+        script=L.RESOLUTION_SCRIPT,
+        design=json.dumps(PARAMS.get("resolution"), sort_keys=True),
+    log:
+        "logs/oracle_resolution.log",
+    threads: THREADS * 2
+    resources:
+        **job_resources("report"),
+    conda:
+        "../envs/ctcoupling.yaml"
+    shell:
+        "python {params.script} --params {params.file} --out {output} --jobs {threads} 2> {log}"

@@ -32,13 +32,11 @@ import torch
 
 from ctcoupling.data import datasets
 from ctcoupling.measure import fidelity
-from ctcoupling.model import sampling
 from ctcoupling.results import stats
-from ctcoupling.train import training
 from ctcoupling.config import params as P
 from ctcoupling.data.classifier import EXTRACTOR
 from ctcoupling.core.errors import UserError
-from ctcoupling.pipeline.stages import classifier_file, data_npz, load_checkpoint, run_file
+from ctcoupling.pipeline.stages import classifier_file, data_npz, draw_samples, load_run
 
 SAMPLERS = {"1 step": ([], False), "2 steps": (None, False), "2 re-paired": (None, True)}
 
@@ -80,17 +78,13 @@ def main(argv=None) -> int:
             if e is None:
                 raise UserError(f"{a.params}: no {a.dataset}-{oracle if c == 'oracle' else objective}-"
                                 f"{'ic' if c == 'oracle' else c}-s{s} in the grid")
-            spec, fs = e.config["sample"], e.config["evaluate"]["fidelity"]
+            fs = e.config["evaluate"]["fidelity"]
             if fs["features"] != "classifier":
                 raise UserError(f"{a.params}: {e.name} is not scored on a classifier (evaluate.fidelity.features)")
             ref = fidelity.reference_uint8(prepared[f"x_{fs['reference']}"])
-            ckpt = load_checkpoint(run_file(e.name, "model.pt"))
-            model, encoder = training.load_model(ckpt, True), training.load_encoder(ckpt, True)
+            run = load_run(e.name, True)
             for label, (t_mid, pair) in SAMPLERS.items():
-                x = sampling.generate(model, e.config["evaluate"]["curve"]["n"], tuple(ckpt["data_shape"]),
-                                      spec["batch"], e.seed + spec["seed_offset"],
-                                      spec["t_mid"] if t_mid is None else t_mid, False, "cpu", encoder, pair,
-                                      spec.get("labels", "balanced")).numpy()
+                x = draw_samples(e, run, e.config["evaluate"]["curve"]["n"], t_mid, pair)
                 fid[c, s, label] = fidelity.compute(
                     datasets.to_uint8(x), ref, EXTRACTOR, classifier_file(a.dataset), fidelity.cache_dir(),
                     f"{a.dataset}-{fs['reference']}", ["fid"], fs["batch"], "cpu")["fid"]

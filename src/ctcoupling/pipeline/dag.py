@@ -18,6 +18,7 @@ from pathlib import Path
 import yaml
 
 from ctcoupling.config import params as P
+from ctcoupling.core.errors import UserError
 from ctcoupling.train.training import TORCHRUN
 
 DATA_DIR, RUNS_DIR, ANALYSIS_DIR = "data", "runs", "analysis"
@@ -60,6 +61,8 @@ def classifier_record(ds: str) -> str:
 REGISTRY = "params/published_fids.yaml"
 AUDIT_MD, AUDIT_CSV = f"{ANALYSIS_DIR}/audit.md", f"{ANALYSIS_DIR}/audit.csv"
 PILOT_MD = f"{ANALYSIS_DIR}/pilot.md"  # `ctcoupling pilot` on params/pilot.yaml (`make pilot`)
+RESOLUTION_MD = f"{ANALYSIS_DIR}/oracle_resolution.md"  # params/oracle.yaml's confirmatory test (`make oracle`)
+RESOLUTION_SCRIPT = "workflow/scripts/oracle_resolution.py"
 # The training log, through DVCLive (ctcoupling.train.trainlog): its histories (a directory) and its summary, the
 # train stage's metrics (`dvc exp show`, `dvc metrics diff`).
 TRAIN_OUTS = ("model.pt", "snapshots.pt", "dvclive/plots", "train.json")
@@ -315,12 +318,17 @@ def audit_presets(registry: str = REGISTRY) -> list[str]:
     return sorted(p for p in paths if isinstance(p, str) and Path(p).is_file())
 
 
-def run_summary(claims_md: str | None, seconds: float, analysis_dir: str, figures: list[str]) -> str:
+def run_summary(claims_md: str | None, seconds: float, analysis_dir: str, figures: list[str],
+                study: str | None = None) -> str:
     """What a finished pipeline run prints last (Snakefile `onsuccess`): where its results are, the time it
     took, and the opening table of claims.md (the primary claims' answers). `claims_md` None: the params
-    write no claims (a grid without the evidence protocol's pairs)."""
+    write no claims (a grid without the evidence protocol's pairs). `study`: the one file a study's params
+    make (study_output), named instead of the suite's results."""
     m, s = divmod(round(seconds), 60)
-    lines = [f"ctcoupling: done in {m // 60}:{m % 60:02d}:{s:02d} (h:mm:ss). Results in {analysis_dir}/: "
+    done = f"ctcoupling: done in {m // 60}:{m % 60:02d}:{s:02d} (h:mm:ss)."
+    if study:
+        return f"{done} Results in {study}.\n"
+    lines = [f"{done} Results in {analysis_dir}/: "
              "claims.md (every verdict), audit.md (against the published numbers), results.md (per run), "
              f"figures {', '.join(figures) or '(none)'}."]
     if claims_md:
@@ -465,11 +473,48 @@ def pilot_deps(params: dict) -> list[str]:
             + [params["pilot"]["for"]] + code_deps("report") + [f"{SRC}/results/pilot.py"])
 
 
+def resolution_deps(params: dict) -> list[str]:
+    """What the confirmatory oracle test reads (params with a `resolution` section, params/oracle.yaml): every
+    run's final model, the data set's prepared file, and the code that samples and scores them."""
+    if "resolution" not in params:
+        return []
+    return ([run_file(e.name, "model.pt") for e in P.experiments(params)]
+            + [data_npz(params["resolution"]["dataset"])] + code_deps("evaluate") + [RESOLUTION_SCRIPT])
+
+
+def data_params_file(params: dict, source: str) -> str:
+    """The params file that prepares the data and trains the classifiers in a run of `source`: its own, or
+    for a study (a `pilot` or `resolution` section) the suite's it serves (`for`). A study re-uses the
+    suite's data/ files as they are: re-made from the study's file, they would be bitwise the same but
+    newer than the suite's runs, and Snakemake's next run of the suite would re-train every run on them.
+    A study whose data or classifier settings differ from its suite's is refused (it would overwrite them)."""
+    study = params.get("pilot") or params.get("resolution")
+    if not study:
+        return source
+    suite = P.load(study["for"])
+    for ds in sorted({e.dataset for e in P.experiments(params)}):
+        if params["datasets"][ds] != suite["datasets"].get(ds):
+            raise UserError(f"{source}: datasets.{ds} differs from {study['for']}'s, whose data/ files this study "
+                              f"shares: copy {study['for']}'s datasets.{ds}")
+    if params.get("classifier") != suite.get("classifier"):
+        raise UserError(f"{source}: classifier differs from {study['for']}'s, whose data/ files this study "
+                          f"shares: copy {study['for']}'s classifier")
+    return study["for"]
+
+
+def study_output(params: dict) -> str | None:
+    """The one analysis file a study's params make (a pilot's or a confirmatory test's), None for a suite."""
+    return PILOT_MD if "pilot" in params else RESOLUTION_MD if "resolution" in params else None
+
+
 def all_outputs(params: dict) -> list[str]:
     """Every artifact the pipeline produces, for `rule all` and the engine-equivalence test. A pilot's
-    params (a `pilot` section) make its runs and analysis/pilot.md only: no theory, audit or report."""
+    params (a `pilot` section) make its runs and analysis/pilot.md only: no theory, audit or report; a
+    confirmatory test's (`resolution`) its runs' training and analysis/oracle_resolution.md only."""
     if "pilot" in params:
         return [run_file(e.name, n) for e in P.experiments(params) for n in ("eval.json", "curve.json")] + [PILOT_MD]
+    if "resolution" in params:
+        return [run_file(e.name, "model.pt") for e in P.experiments(params)] + [RESOLUTION_MD]
     outs = []
     for s in stages(params, "-"):
         outs += s.outs + s.metrics + s.uncached

@@ -163,17 +163,13 @@ def load_checkpoint(path: str) -> dict:
 def sample(params: dict, name: str, source: str, progress: bool = True, device: str = "cpu") -> None:
     from ctcoupling.model import networks
     from ctcoupling.model import sampling
-    from ctcoupling.train import training
     from ctcoupling.results import runs as report_mod
 
     exp = P.experiment(params, name, source)
     spec = exp.config["sample"]
-    ckpt = load_checkpoint(run_file(name, "model.pt"))
-    model = training.load_model(ckpt, spec["use_ema"])
-    encoder = training.load_encoder(ckpt, spec["use_ema"])  # VC: later steps draw noise from its posterior
+    ckpt, model, encoder = load_run(name, spec["use_ema"])
+    x = draw_samples(exp, (ckpt, model, encoder), progress=progress, device=device)
     seed, labels = exp.seed + spec["seed_offset"], spec.get("labels", "balanced")
-    x = sampling.generate(model, spec["n"], tuple(ckpt["data_shape"]), spec["batch"], seed, spec["t_mid"], progress,
-                          device, encoder, spec["ot_pairing"], labels).numpy()
     if ckpt["data_dtype"] == "uint8":
         x = datasets.to_uint8(x)
     y = sampling.class_labels(labels, len(x), networks.label_dim(model.net), seed + 1)  # those generate used
@@ -184,6 +180,31 @@ def sample(params: dict, name: str, source: str, progress: bool = True, device: 
         "provenance": _provenance("sample", {"sample": spec}, [run_file(name, "model.pt")]),
     })
     _say(f"sampled {name}: {len(x)} samples, {spec['steps']} step(s)")
+
+
+def load_run(name: str, use_ema: bool = True) -> tuple[dict, object, object]:
+    """(checkpoint, model, encoder) of a trained run: its (EMA) model and VC's (EMA) encoder, None without."""
+    from ctcoupling.train import training
+
+    ckpt = load_checkpoint(run_file(name, "model.pt"))
+    return ckpt, training.load_model(ckpt, use_ema), training.load_encoder(ckpt, use_ema)
+
+
+def draw_samples(exp: P.Experiment, run: tuple[dict, object, object], n: int | None = None,
+                 t_mid: list[float] | None = None, ot_pairing: bool | None = None, progress: bool = False,
+                 device: str = "cpu") -> np.ndarray:
+    """The experiment's samples in model space as the sample stage draws them (its seed, batch, labels;
+    VC's later steps from the encoder's posterior), from `run` (load_run's). n, t_mid (the sampler's
+    intermediate times: [] one step) and ot_pairing default to the experiment's `sample` settings; the
+    scripts that re-score runs at another n or sampler change only those."""
+    from ctcoupling.model import sampling
+
+    ckpt, model, encoder = run
+    spec = exp.config["sample"]
+    return sampling.generate(model, spec["n"] if n is None else n, tuple(ckpt["data_shape"]), spec["batch"],
+                             exp.seed + spec["seed_offset"], spec["t_mid"] if t_mid is None else t_mid, progress,
+                             device, encoder, spec["ot_pairing"] if ot_pairing is None else ot_pairing,
+                             spec.get("labels", "balanced")).numpy()
 
 
 def load_samples(path: str) -> np.ndarray:
@@ -219,11 +240,8 @@ def _stream(exp, device: str):
     each batch from its own seed (experiment seed, stream seed, NFE, batch index)."""
     from ctcoupling.measure import fidelity
     from ctcoupling.model import sampling
-    from ctcoupling.train import training
 
-    ckpt = load_checkpoint(run_file(exp.name, "model.pt"))
-    use_ema = exp.config["sample"]["use_ema"]
-    model, encoder = training.load_model(ckpt, use_ema), training.load_encoder(ckpt, use_ema)
+    ckpt, model, encoder = load_run(exp.name, exp.config["sample"]["use_ema"])
     shape, spec = tuple(ckpt["data_shape"]), exp.config["evaluate"]["fidelity"]
     t_mid, ot_pairing = exp.config["sample"]["t_mid"], exp.config["sample"]["ot_pairing"]
     labels = exp.config["sample"].get("labels", "balanced")
@@ -335,7 +353,6 @@ def curve(params: dict, name: str, source: str, device: str = "cpu") -> None:
     import torch
 
     from ctcoupling.results import curves
-    from ctcoupling.model import sampling
     from ctcoupling.train import training
 
     exp = P.experiment(params, name, source)
@@ -364,9 +381,7 @@ def curve(params: dict, name: str, source: str, device: str = "cpu") -> None:
     for snap in points:
         model = training.load_model(snaps, weights=snap["ema"])
         encoder = training.load_encoder(snaps, weights=snap.get("ema_encoder"))
-        x = sampling.generate(model, n, tuple(snaps["data_shape"]), spec["batch"], exp.seed + spec["seed_offset"],
-                              spec["t_mid"], False, device, encoder, spec["ot_pairing"],
-                              spec.get("labels", "balanced")).numpy()
+        x = draw_samples(exp, (snaps, model, encoder), n=n, device=device)
         if not np.isfinite(x).all():
             raise UserError(f"{name}: the snapshot at step {snap['step']} samples NaN or inf")
         row = {"step": snap["step"]}
