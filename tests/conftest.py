@@ -8,10 +8,16 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).parent))
 
+# One torch (OpenMP) thread in the test process and in every command a test runs, the suite's own `threads: 1`:
+# the background runs below share the cores with the tests, and on an oversubscribed machine OpenMP's spinning
+# threads made a training test that took its default two threads 60x slower (1363 s in CI's log, 2026-12-07).
+os.environ["OMP_NUM_THREADS"] = "1"
+torch.set_num_threads(1)  # torch may have been imported before this file (a plugin): set it here too
 # Real Snakemake and DVC runs, offline: no analytics, no update checks.
 ENV = dict(os.environ, DVC_NO_ANALYTICS="1", DVC_NO_UPDATE_CHECK="1", PYTHONUNBUFFERED="1")
 ENV["PATH"] = str(Path(sys.executable).parent) + os.pathsep + ENV.get("PATH", "")
