@@ -80,10 +80,10 @@ SMOKE_LOG = "smoke-run.log"  # the smoke run's Snakemake output, beside its chec
 
 
 # Background runs. The session's long runs are started in threads when collection ends, beside the tests, and a
-# test that needs one waits for it where it asks (the tests that wait run last). They are what keeps `make test-all` under its goal: `dvc repro`
-# runs its stages one at a time (one of the two cores), a run through SLURM mostly waits on sbatch and sacct, and
-# most unit tests use one core, so run in turn each left a core idle (the SLURM run 1203 s, the DVC runs 570 s
-# and 703 s, measured). A job is a function of a fresh directory, registered by name with `background`; the
+# test that needs one waits for it where it asks (the tests that wait run last). They are what keeps `make
+# test-all` under its goal: `dvc repro` runs its stages one at a time (one of the two cores), a run through SLURM
+# mostly waits on sbatch and sacct, and most unit tests use one core, so run in turn each left a core idle (the
+# SLURM run 1203 s, the DVC runs 570 s and 703 s, measured). A job is a function of a fresh directory, registered by name with `background`; the
 # name is the fixture a test asks it by. Jobs never print; a failure or skip inside one is raised where its result
 # is asked for.
 _JOBS: dict[str, tuple[Callable[[Path], object], tuple[str, ...]]] = {}
@@ -100,25 +100,12 @@ def background(name: str, needs: tuple[str, ...] = ()):
     return register
 
 
-def _needed(items) -> list[str]:
-    """The registered jobs the selected tests ask for, each after the jobs it needs."""
-    asked = {name for item in items for name in getattr(item, "fixturenames", ()) if name in _JOBS}
-    order: list[str] = []
-
-    def add(name):
-        for need in _JOBS[name][1]:
-            add(need)
-        if name not in order:
-            order.append(name)
-    for name in sorted(asked):
-        add(name)
-    return order
-
-
-def _start(name: str, factory) -> Future:
+def started(name: str, factory) -> Future:
+    """The background job, started now (after starting the jobs it needs) unless it was: a test that waits for
+    its result inside its body reports a failure in the job as its own."""
     if name not in _STARTED:
         fn, needs = _JOBS[name]
-        deps = [_start(n, factory) for n in needs]
+        deps = [started(n, factory) for n in needs]
         directory = factory.mktemp(name)  # made here, in the main thread
 
         def job():
@@ -129,15 +116,9 @@ def _start(name: str, factory) -> Future:
     return _STARTED[name]
 
 
-def started(name: str, factory) -> Future:
-    """The background job (started now if collection did not start it): a test that waits for its result
-    inside its body reports a failure in the job as its own."""
-    return _start(name, factory)
-
-
 def result(name: str, factory):
     """The background job's result, waited for (started now if collection did not start it)."""
-    return _start(name, factory).result()
+    return started(name, factory).result()
 
 
 @pytest.hookimpl(trylast=True)
@@ -151,8 +132,9 @@ def pytest_collection_modifyitems(config, items):
 def pytest_collection_finish(session):
     if session.config.option.collectonly or session.config.option.setupplan:
         return  # nothing will run
-    for name in _needed(session.items):
-        _start(name, session.config._tmp_path_factory)  # the tmp_path_factory fixture's own factory
+    asked = {name for item in session.items for name in getattr(item, "fixturenames", ()) if name in _JOBS}
+    for name in sorted(asked):
+        started(name, session.config._tmp_path_factory)  # the tmp_path_factory fixture's own factory
 
 
 def pytest_sessionfinish(session):

@@ -488,9 +488,10 @@ def data_params_file(params: dict, source: str) -> str:
     suite's data/ files as they are: re-made from the study's file, they would be bitwise the same but
     newer than the suite's runs, and Snakemake's next run of the suite would re-train every run on them.
     A study whose data or classifier settings differ from its suite's is refused (it would overwrite them)."""
-    study = params.get("pilot") or params.get("resolution")
-    if not study:
+    kind = study_kind(params)
+    if kind is None:
         return source
+    study = params[kind]
     suite = P.load(study["for"])
     for ds in sorted({e.dataset for e in P.experiments(params)}):
         if params["datasets"][ds] != suite["datasets"].get(ds):
@@ -502,9 +503,18 @@ def data_params_file(params: dict, source: str) -> str:
     return study["for"]
 
 
+STUDIES = {"pilot": PILOT_MD, "resolution": RESOLUTION_MD}  # a study's params section -> the one file it makes
+
+
+def study_kind(params: dict) -> str | None:
+    """The study section of a study's params (`pilot`, `resolution`), None for a suite's."""
+    return next((k for k in STUDIES if k in params), None)
+
+
 def study_output(params: dict) -> str | None:
     """The one analysis file a study's params make (a pilot's or a confirmatory test's), None for a suite."""
-    return PILOT_MD if "pilot" in params else RESOLUTION_MD if "resolution" in params else None
+    kind = study_kind(params)
+    return STUDIES[kind] if kind else None
 
 
 def all_outputs(params: dict) -> list[str]:
