@@ -9,15 +9,22 @@ from pathlib import Path
 
 import pytest
 import torch
+from threadpoolctl import threadpool_limits
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).parent))
 
-# One torch (OpenMP) thread in the test process and in every command a test runs, the suite's own `threads: 1`:
-# the background runs below share the cores with the tests, and on an oversubscribed machine OpenMP's spinning
-# threads made a training test that took its default two threads 60x slower (1363 s in CI's log, 2026-12-07).
-os.environ["OMP_NUM_THREADS"] = "1"
-torch.set_num_threads(1)  # torch may have been imported before this file (a plugin): set it here too
+# One thread in every pool of the test process (torch's OpenMP, numpy's and scipy's OpenBLAS) and of every
+# command a test runs, the suite's own `threads: 1`: the background runs below share the cores with the tests.
+# On the oversubscribed cores OpenMP's spinning threads made a training test that took its default two threads
+# 60x slower (1363 s in CI's log, 2026-12-07), and CI's next run stopped for good inside the digits FID test,
+# whose BLAS calls ran on numpy's OpenBLAS, loaded with torch before this file could set its thread count
+# (two threads, `threadpoolctl.threadpool_info()` in the test process). The variables reach libraries loaded
+# later and the commands; `threadpool_limits` the ones already loaded (torch may come from a plugin).
+for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ[_var] = "1"
+torch.set_num_threads(1)
+threadpool_limits(1)
 # Real Snakemake and DVC runs, offline: no analytics, no update checks.
 ENV = dict(os.environ, DVC_NO_ANALYTICS="1", DVC_NO_UPDATE_CHECK="1", PYTHONUNBUFFERED="1")
 ENV["PATH"] = str(Path(sys.executable).parent) + os.pathsep + ENV.get("PATH", "")
@@ -132,6 +139,7 @@ def pytest_collection_modifyitems(config, items):
 def pytest_collection_finish(session):
     if session.config.option.collectonly or session.config.option.setupplan:
         return  # nothing will run
+    threadpool_limits(1)  # and a pool a test module's imports loaded (the variables above should have set it)
     asked = {name for item in session.items for name in getattr(item, "fixturenames", ()) if name in _JOBS}
     for name in sorted(asked):
         started(name, session.config._tmp_path_factory)  # the tmp_path_factory fixture's own factory

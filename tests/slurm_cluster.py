@@ -22,7 +22,7 @@ Everything the cluster needs lives under ``workdir``: a private MUNGE key and
 ``munged``, a private MariaDB server (data dir under ``workdir``, unix socket
 plus a free TCP port on 127.0.0.1), ``slurmdbd``, ``slurmctld`` and ``slurmd``,
 all run in the foreground as children of this process (own session each,
-``PR_SET_PDEATHSIG`` so they die with it), on freshly chosen free ports.
+``setpriv --pdeathsig`` so they die with it), on freshly chosen free ports.
 On exit every daemon started here is stopped (SIGTERM, then SIGKILL), and so are
 any job step processes (``slurmstepd`` and its children) it left behind; nothing
 else is touched. Needs root (``SlurmUser=root``), which is what a CI container has.
@@ -33,7 +33,6 @@ Only the Python standard library is used (and tests/proctree.py); no project imp
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import dataclasses
 import os
 import re
@@ -156,15 +155,14 @@ def _hardware(slurmd: str) -> tuple[int, str]:
     return int(m[1]), f"CPUs={m[1]} Boards={m[2]} SocketsPerBoard={m[3]} CoresPerSocket={m[4]} ThreadsPerCore={m[5]}"
 
 
-try:
-    _LIBC = ctypes.CDLL(None, use_errno=True)
-except OSError:  # pragma: no cover
-    _LIBC = None
-
-
-def _die_with_parent() -> None:  # runs in the child between fork and exec
-    if _LIBC is not None:
-        _LIBC.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+def _dies_with_parent(argv: list[str]) -> list[str]:
+    """argv under util-linux's setpriv, which sets the parent-death signal (SIGTERM) before it execs the daemon.
+    Not a preexec_fn: that makes CPython fork (not vfork) and run Python in the child, and this runs in a thread
+    of the test process beside tests using numpy, whose OpenBLAS shuts its threads down at fork (pthread_atfork)
+    under a BLAS call in another thread: CI stopped for good inside the digits FID test (2026-12-07). Without
+    setpriv the daemons are still stopped by `cluster`, or by `_kill_stale` after a crash."""
+    setpriv = shutil.which("setpriv")
+    return [setpriv, "--pdeathsig", "TERM", "--", *argv] if setpriv else argv
 
 
 def _proc_environ(pid: int) -> bytes:
@@ -316,8 +314,8 @@ def cluster(workdir: Path, *, timeout: float = 60.0) -> Iterator[SlurmCluster]:
         out = log / f"{name}.out"
         with open(out, "ab") as fh:
             proc = subprocess.Popen(
-                argv, env=daemon_env, stdin=subprocess.DEVNULL, stdout=fh, stderr=subprocess.STDOUT,
-                start_new_session=True, preexec_fn=_die_with_parent, cwd=workdir,
+                _dies_with_parent(argv), env=daemon_env, stdin=subprocess.DEVNULL, stdout=fh,
+                stderr=subprocess.STDOUT, start_new_session=True, cwd=workdir,
             )
         d = _Daemon(name, proc, logfile, out)
         daemons.append(d)

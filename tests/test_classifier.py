@@ -85,6 +85,17 @@ def test_registered_extractor_features(trained, digits):
         create_feature_extractor(EXTRACTOR, [FEATURES], cuda=False, verbose=False)
 
 
+def test_every_thread_pool_of_the_test_process_has_one_thread():
+    """conftest's limit reaches numpy's OpenBLAS (loaded with torch, before conftest ran), scipy's and torch's
+    OpenMP: with two threads on cores the background runs keep busy, CI stopped inside the FID test below."""
+    import scipy.linalg  # noqa: F401  (its OpenBLAS, loaded here if no test before did)
+    from threadpoolctl import threadpool_info
+
+    pools = threadpool_info()
+    assert {p["internal_api"] for p in pools} >= {"openblas", "openmp"}
+    assert [p["num_threads"] for p in pools] == [1] * len(pools), pools
+
+
 def test_digits_fid_train_vs_test_is_small(trained, digits, tmp_path):
     """FID on classifier features: the held-out digits are close to the training digits, uniform noise
     and pixel-shuffled digits (same pixel histogram, no strokes) are far."""
