@@ -250,6 +250,7 @@ def test_the_sampler_ablation_trains_once_as_its_base_runs():
 
 
 @pytest.mark.parametrize("script", ["workflow/scripts/sampler_diagnosis.py", "workflow/scripts/oracle_resolution.py",
+                                    "workflow/scripts/predictor_range.py",
                                     "benchmarks/gpu_check.py",
                                     "benchmarks/job_seconds.py", "benchmarks/train_throughput.py"])
 def test_every_script_imports_and_has_help(script):
@@ -258,6 +259,24 @@ def test_every_script_imports_and_has_help(script):
     p = subprocess.run([sys.executable, script, "--help"], cwd=ROOT, capture_output=True, text=True)
     assert p.returncode == 0 and "Traceback" not in p.stderr, p.stderr[-2000:]
     assert p.stdout.startswith("usage: ") and "--" in p.stdout
+
+
+@pytest.mark.parametrize("script", sorted(str(p.relative_to(ROOT)) for p in (ROOT / "workflow/scripts").glob("*.py")))
+def test_every_workflow_script_pins_the_cpu_kernels_before_numpy_and_torch(script):
+    """A script that scores runs imports the package first: its __init__ pins the CPU kernels (core/portable.py),
+    which the libraries read once, when they load. numpy or torch imported before it computes with the
+    machine's native kernels, other bits on an AVX-512 CPU than the suite's stages (only a Snakemake rule,
+    whose environment the Snakefile's own import pinned, escaped that)."""
+    import ast
+
+    first = {}
+    for node in ast.parse((ROOT / script).read_text()).body:
+        names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+            [node.module] if isinstance(node, ast.ImportFrom) and node.module else []
+        for name in names:
+            first.setdefault(name.split(".")[0], node.lineno)
+    numeric = [first[m] for m in ("numpy", "torch", "scipy", "sklearn") if m in first]
+    assert "ctcoupling" in first and all(first["ctcoupling"] < line for line in numeric), first
 
 
 def _resolution_script():

@@ -92,6 +92,30 @@ def test_the_smoke_run_makes_every_output_and_says_what_it_found(smoke_run):
     assert said == table  # the answers as claims.md opens with them (a full table: tests/test_curves.py)
 
 
+def test_predictor_range_reads_every_asked_run_and_flags_by_its_factor(smoke_run):
+    """workflow/scripts/predictor_range.py (the GC runaway diagnosis, docs/evidence.md) on the smoke run: one
+    row per asked run with a finite ratio per snapshot and the final step; --factor decides the flag; a data
+    set without such runs is one line."""
+    script = ROOT / "workflow/scripts/predictor_range.py"
+    asked = {e.name for e in P.experiments(P.load(smoke_run / SMOKE))
+             if (e.dataset, e.objective) == ("two_gaussians", "sct") and e.coupling in ("gc", "vcgc", "ic")}
+    assert len(asked) == 3
+    tables = {}
+    for factor in ("0", "1e30"):
+        out = run([sys.executable, script, "--params", SMOKE, "--n", "64", "--factor", factor], smoke_run).stdout
+        rows = [ln.strip("|").split(" | ") for ln in out.splitlines() if ln.startswith("| two_gaussians")]
+        tables[factor] = {r[0].strip(): r[1:] for r in rows}
+    assert set(tables["0"]) == set(tables["1e30"]) == asked
+    for name, cells in tables["0"].items():
+        ratios = [float(c) for c in cells[:-1]]
+        assert ratios and all(0 < r < float("inf") for r in ratios), (name, cells)
+        assert cells[-1].strip() == "yes" and tables["1e30"][name][-1].strip() == "", (name, cells)
+        assert cells[:-1] == tables["1e30"][name][:-1]  # the same measurement, another threshold
+    bad = run([sys.executable, script, "--params", SMOKE, "--dataset", "checkerboard"], smoke_run, check=False)
+    assert bad.returncode != 0 and "Traceback" not in bad.stderr
+    assert bad.stderr.strip().splitlines()[-1].startswith("error: params/smoke.yaml: no run of checkerboard")
+
+
 @pytest.mark.full
 def test_snakemake_smoke_is_deterministic_idempotent_and_equals_dvc(smoke_run, dvc_smoke_run):
     """Two runs of the smoke params from nothing, by the two engines in separate processes (Snakemake's

@@ -35,6 +35,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "src"))
 
+import ctcoupling  # noqa: F401, E402  (first: it pins the CPU kernels before numpy and torch load, core/portable.py)
 import numpy as np
 import torch
 
