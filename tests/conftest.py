@@ -90,9 +90,9 @@ SMOKE_LOG = "smoke-run.log"  # the smoke run's Snakemake output, beside its chec
 # test that needs one waits for it where it asks (the tests that wait run last). They are what keeps `make
 # test-all` under its goal: `dvc repro` runs its stages one at a time (one of the two cores), a run through SLURM
 # mostly waits on sbatch and sacct, and most unit tests use one core, so run in turn each left a core idle (the
-# SLURM run 1203 s, the DVC runs 570 s and 703 s, measured). A job is a function of a fresh directory, registered by name with `background`; the
-# name is the fixture a test asks it by. Jobs never print; a failure or skip inside one is raised where its result
-# is asked for.
+# SLURM run 1203 s, the DVC runs 570 s and 703 s, measured). A job is a function of a fresh directory, registered
+# by name with `background`; the name is the fixture a test asks it by. Jobs never print; a failure or skip inside
+# one is raised where its result is asked for.
 _JOBS: dict[str, tuple[Callable[[Path], object], tuple[str, ...]]] = {}
 _STARTED: dict[str, Future] = {}
 _POOL: list[ThreadPoolExecutor] = []

@@ -37,16 +37,9 @@ import torch
 from ctcoupling.config import params as P
 from ctcoupling.core.errors import UserError
 from ctcoupling.data import datasets
-from ctcoupling.pipeline.dag import data_npz, run_file
-from ctcoupling.pipeline.stages import load_checkpoint
+from ctcoupling.pipeline.dag import data_npz
+from ctcoupling.pipeline.stages import snapshot_points
 from ctcoupling.train import training
-
-
-def model_space(x: np.ndarray) -> torch.Tensor:
-    """A prepared data set's training points in model space (images: uint8 through the suite's table)."""
-    if x.dtype == np.uint8:
-        x = datasets.to_model_space(x)
-    return torch.from_numpy(np.asarray(x, dtype=np.float32))
 
 
 def times(kernel, count: int) -> torch.Tensor:
@@ -67,15 +60,12 @@ def endpoint_range(model, x: torch.Tensor, z: torch.Tensor, grid: torch.Tensor) 
 
 
 def run_ranges(name: str, x: torch.Tensor, z: torch.Tensor, count: int) -> dict[int, float]:
-    """{step: endpoint range} over the run's EMA snapshots and its final EMA model."""
-    path = run_file(name, "model.pt")
-    ckpt = load_checkpoint(path)
-    snaps_path = Path(run_file(name, "snapshots.pt"))
-    snaps = torch.load(snaps_path, map_location="cpu", weights_only=True)["snapshots"] if snaps_path.is_file() else []
+    """{step: endpoint range} over the run's EMA snapshots and its final EMA model (the curve stage's points)."""
+    ckpt, points = snapshot_points(name)
     out = {}
-    for step, weights in [(s["step"], s["ema"]) for s in snaps] + [(ckpt["step"], ckpt["ema"])]:
-        model = training.load_model(ckpt, weights=weights)
-        out[step] = endpoint_range(model, x, z, times(model.kernel, count))
+    for point in points:
+        model = training.load_model(ckpt, weights=point["ema"])
+        out[point["step"]] = endpoint_range(model, x, z, times(model.kernel, count))
     return out
 
 
@@ -97,10 +87,10 @@ def main(argv=None) -> None:
         if not runs:
             raise UserError(f"{args.params}: no run of {args.dataset} / {args.objective} with couplings "
                             f"{' '.join(args.couplings)} in its grid")
-        x = model_space(datasets.load_prepared(data_npz(args.dataset))["x_train"][:args.n])
+        x = torch.from_numpy(datasets.to_model_space(datasets.load_prepared(data_npz(args.dataset))["x_train"][:args.n]))
         z = torch.randn(x.shape, generator=torch.Generator().manual_seed(0))
         scale = x.abs().max().item()
-        table = {e.name: run_ranges(e.name, x, z, args.times) for e in runs}
+        table = {e: run_ranges(e.name, x, z, args.times) for e in sorted(runs, key=lambda e: (e.coupling, e.seed))}
     except UserError as e:
         sys.exit(f"error: {e}")
     steps = sorted({s for r in table.values() for s in r})
@@ -108,10 +98,10 @@ def main(argv=None) -> None:
           f"divided by the data's ({scale:.3g}); runs of {args.params} ({args.dataset}, {args.objective}).\n")
     print("| run | " + " | ".join(f"step {s}" for s in steps) + " | runaway |")
     print("|---|" + "---:|" * len(steps) + "---|")
-    for name, r in sorted(table.items(), key=lambda kv: (kv[0].rsplit("-s", 1)[0], int(kv[0].rsplit("-s", 1)[1]))):
+    for e, r in table.items():
         final = r[max(r)] / scale
         cells = " | ".join(f"{r[s] / scale:.3g}" if s in r else "" for s in steps)
-        print(f"| {name} | {cells} | {'yes' if final > args.factor else ''} |")
+        print(f"| {e.name} | {cells} | {'yes' if final > args.factor else ''} |")
 
 
 if __name__ == "__main__":

@@ -345,17 +345,12 @@ def evaluate(params: dict, name: str, source: str, device: str = "cpu") -> None:
     _say(f"evaluated {name}: {shown} ({n} {split} points for W2)")
 
 
-def curve(params: dict, name: str, source: str, device: str = "cpu") -> None:
-    """The training curve of one experiment: every snapshot of snapshots.pt and the final EMA weights
-    of model.pt, each sampled from the same noise and measured on the data set's metric
-    (runs/EXP/curve.csv, curve.json: best and final). The snapshots are EMA weights, what sampling
-    uses by default (`sample.use_ema`)."""
+def snapshot_points(name: str) -> tuple[dict, list[dict]]:
+    """(snapshots.pt, points) of a trained run: its EMA snapshots before the final step, then the final EMA
+    weights of model.pt, each {"step", "ema"[, "ema_encoder"]}: what the curve stage scores. The first is the
+    snapshot file (its config and data shape: what `training.load_model` builds the model from)."""
     import torch
 
-    from ctcoupling.results import curves
-    from ctcoupling.train import training
-
-    exp = P.experiment(params, name, source)
     path = run_file(name, "snapshots.pt")
     if not Path(path).is_file():
         raise UserError(f"{path}: snapshots not found; run `ctcoupling train --experiment {name}` first")
@@ -367,6 +362,19 @@ def curve(params: dict, name: str, source: str, device: str = "cpu") -> None:
     points = [x for x in snaps["snapshots"] if x["step"] < final["step"]]  # the intermediate ones, then the final
     points.append({"step": final["step"], "ema": final["ema"], **({"ema_encoder": final["ema_encoder"]}
                                                                    if "ema_encoder" in final else {})})
+    return snaps, points
+
+
+def curve(params: dict, name: str, source: str, device: str = "cpu") -> None:
+    """The training curve of one experiment: every snapshot of snapshots.pt and the final EMA weights
+    of model.pt, each sampled from the same noise and measured on the data set's metric
+    (runs/EXP/curve.csv, curve.json: best and final). The snapshots are EMA weights, what sampling
+    uses by default (`sample.use_ema`)."""
+    from ctcoupling.results import curves
+    from ctcoupling.train import training
+
+    exp = P.experiment(params, name, source)
+    snaps, points = snapshot_points(name)
     spec, n = exp.config["sample"], exp.config["evaluate"]["curve"]["n"]
     prepared = datasets.load_prepared(data_npz(exp.dataset))
     ref = datasets.to_model_space(datasets.point_reference(prepared)[0])
