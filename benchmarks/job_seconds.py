@@ -57,16 +57,20 @@ def read_benchmark(path: Path) -> tuple[float, float]:
     return sum(wall) / len(wall), (sum(cpu) / len(cpu) if cpu else math.nan)
 
 
-def job_seconds(root: Path) -> dict[str, dict]:
-    """Per rule (a directory under root): {"jobs", "seconds", "cpu_seconds"} over its *.tsv files;
-    cpu_seconds sums the jobs where Snakemake sampled the CPU time (NaN where it sampled none)."""
+def read_jobs(root: Path) -> dict[str, dict[str, tuple[float, float]]]:
+    """Per rule (a directory under root), per job (its file's stem: the experiment): (wall, CPU) seconds."""
+    return {d.name: jobs for d in (sorted(p for p in root.iterdir() if p.is_dir()) if root.is_dir() else [])
+            if (jobs := {f.stem: read_benchmark(f) for f in sorted(d.glob("*.tsv"))})}
+
+
+def job_seconds(jobs: dict[str, dict[str, tuple[float, float]]]) -> dict[str, dict]:
+    """Per rule of `read_jobs`: {"jobs", "seconds", "cpu_seconds"}; cpu_seconds sums the jobs where
+    Snakemake sampled the CPU time (NaN where it sampled none)."""
     totals = {}
-    for rule_dir in sorted(p for p in root.iterdir() if p.is_dir()) if root.is_dir() else []:
-        jobs = [read_benchmark(p) for p in sorted(rule_dir.glob("*.tsv"))]
-        if jobs:
-            cpu = [c for _, c in jobs if not math.isnan(c)]
-            totals[rule_dir.name] = {"jobs": len(jobs), "seconds": sum(s for s, _ in jobs),
-                                     "cpu_seconds": sum(cpu) if cpu else math.nan}
+    for rule, per_job in jobs.items():
+        cpu = [c for _, c in per_job.values() if not math.isnan(c)]
+        totals[rule] = {"jobs": len(per_job), "seconds": sum(w for w, _ in per_job.values()),
+                        "cpu_seconds": sum(cpu) if cpu else math.nan}
     return totals
 
 
@@ -85,24 +89,18 @@ def block_label(block: dict) -> str:
     return " x ".join(["/".join(block[a]) for a in ("dataset", "objective", "coupling")] + [shown])
 
 
-def by_block(root: Path, params: dict) -> list[dict]:
+def by_block(jobs: dict[str, dict[str, tuple[float, float]]], params: dict) -> list[dict]:
     """Per block of params' grid: {"block", "runs", "measured", "train", "scoring"}: its cells (each in
     the first block that names it, as `experiments` numbers them), how many have a train benchmark file,
-    and the job-seconds of their train jobs and of their sample, evaluate and curve jobs."""
-    names = {e.name for e in P.experiments(params)}
-    seen, rows = set(), []
-    for block in params["grid"]:
-        cells = [n for n in (f"{d}-{o}-{c}-s{s}" for d in block["dataset"] for o in block["objective"]
-                             for c in block["coupling"] for s in block["seed"]) if n in names and n not in seen]
-        seen.update(cells)
-        row = {"block": block_label(block), "runs": len(cells), "measured": 0, "train": 0.0, "scoring": 0.0}
-        for name in cells:
-            for rule in TRAINING + SCORING:
-                path = root / rule / f"{name}.tsv"
-                if path.is_file():
-                    row["train" if rule in TRAINING else "scoring"] += read_benchmark(path)[0]
-                    row["measured"] += rule in TRAINING
-        rows.append(row)
+    and the job-seconds of their train jobs and of their sample, evaluate and curve jobs (`read_jobs`)."""
+    rows = [{"block": block_label(b), "runs": 0, "measured": 0, "train": 0.0, "scoring": 0.0} for b in params["grid"]]
+    for e in P.experiments(params):
+        row = next(r for r, b in zip(rows, params["grid"]) if all(getattr(e, a) in b[a] for a in P.AXES))
+        row["runs"] += 1
+        for rule in TRAINING + SCORING:
+            if e.name in jobs.get(rule, {}):
+                row["train" if rule in TRAINING else "scoring"] += jobs[rule][e.name][0]
+                row["measured"] += rule in TRAINING
     return rows
 
 
@@ -156,10 +154,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         params = None if a.params is None else P.load(a.params)
-        totals = job_seconds(a.dir)
+        jobs = read_jobs(a.dir)
     except (ValueError, UserError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    totals = job_seconds(jobs)
     if not totals:
         print(f"error: no benchmark files under {a.dir}/RULE/*.tsv (run the pipeline with Snakemake first)",
               file=sys.stderr)
@@ -167,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
     print(table(totals))
     status = 0
     if a.params is not None:
-        shown, least = block_table(by_block(a.dir, params), a.cores)
+        shown, least = block_table(by_block(jobs, params), a.cores)
         print(shown)
         if a.budget_minutes is not None and least > 60 * a.budget_minutes:
             print(f"over budget: at least {least / 60:.1f} min on {a.cores} cores > {a.budget_minutes:g} min",
